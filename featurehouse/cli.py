@@ -1,0 +1,130 @@
+"""The ``featurehouse`` command line.
+
+User mistakes print one red ``Error: ...`` line and exit 1; ``--debug`` adds the traceback.
+Heavy libraries are imported inside commands so that ``featurehouse --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from featurehouse.errors import FeaturehouseError
+
+
+class FeaturehouseGroup(click.Group):
+    """A click group that turns FeaturehouseError into one clear line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FeaturehouseError as error:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(f"Error: {error}", fg="red", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.secho("Interrupted.", fg="red", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=FeaturehouseGroup)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--repo", "repo_path", default=".", type=click.Path(file_okay=False), show_default=True,
+              help="The feature repo (a folder with featurehouse.yml, or below one).")
+@click.option("--target", default=None, help="dbt target to use instead of the profile's default.")
+@click.option("--profiles-dir", default=None, type=click.Path(file_okay=False),
+              help="Folder with profiles.yml, as for dbt.")
+@click.version_option(package_name="featurehouse")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, repo_path: str, target: str | None, profiles_dir: str | None) -> None:
+    """featurehouse: a warehouse-native, dbt-first feature store."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(debug=debug, repo_path=repo_path, target=target, profiles_dir=profiles_dir)
+
+
+def load_repo_from(ctx: click.Context):  # noqa: ANN201 - FeatureRepo, imported lazily
+    from featurehouse.repo import load_repo
+
+    return load_repo(ctx.obj["repo_path"])
+
+
+def open_store(ctx: click.Context):  # noqa: ANN201 - FeatureStore, imported lazily
+    from featurehouse.store import FeatureStore
+
+    return FeatureStore(ctx.obj["repo_path"], target=ctx.obj["target"], profiles_dir=ctx.obj["profiles_dir"])
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Exit 1 if the committed models differ from what compile would write.")
+@click.option("--dialect", default=None,
+              help="SQL dialect to compile for; default: the type of the dbt target.")
+@click.pass_context
+def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
+    """Compile feature_specs/ into dbt models under models/featurehouse/."""
+    from featurehouse import compiler
+    from featurehouse.dbt_profile import load_target
+    from featurehouse.errors import ConfigError
+
+    repo = load_repo_from(ctx)
+    if dialect is None:
+        try:
+            dialect = load_target(repo.root, ctx.obj["target"], ctx.obj["profiles_dir"]).dialect
+        except ConfigError:
+            dialect = "duckdb"  # no profile yet: DuckDB is the embedded default
+    files = compiler.compile_repo(repo, dialect)
+    models_dir = repo.root / repo.config.models_dir
+    if check:
+        result = compiler.diff(models_dir, files)
+        stale = result.written + result.removed
+        if stale:
+            click.secho(
+                f"Error: {len(stale)} file(s) under {repo.config.models_dir} are stale "
+                f"({', '.join(stale)}); run 'featurehouse compile'",
+                fg="red", err=True,
+            )
+            sys.exit(1)
+        click.echo(f"{len(files)} file(s) under {repo.config.models_dir} are up to date.")
+        return
+    result = compiler.write(models_dir, files)
+    click.echo(
+        f"Compiled {len(repo.feature_views)} feature view(s) and {len(repo.training_sets)} training set(s) "
+        f"for {dialect}: {len(result.written)} written, {len(result.removed)} removed, "
+        f"{len(result.unchanged)} unchanged in {repo.config.models_dir}."
+    )
+
+
+@main.command("example-data")
+@click.option("--seed", default=7, show_default=True, help="Random seed.")
+@click.pass_context
+def example_data(ctx: click.Context, seed: int) -> None:
+    """Write the example repo's seed CSVs (timestamps relative to now) under seeds/."""
+    from featurehouse.example import write_example_data
+
+    repo = load_repo_from(ctx)
+    written = write_example_data(repo.root / "seeds", seed=seed)
+    for path, rows in written.items():
+        click.echo(f"wrote {rows:>6} rows to {Path(path).relative_to(repo.root)}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--name", default=None, help="Project name (default: the folder's name).")
+def init(directory: str, name: str | None) -> None:
+    """Create a new feature repo in DIRECTORY from the driver-statistics example."""
+    from featurehouse.example import init_repo
+
+    path = init_repo(Path(directory), name)
+    click.echo(f"Created feature repo in {path}. Next:\n  cd {directory}\n  dbt deps && dbt build\n"
+               "  featurehouse sync")
+
+
+def _register_command_modules() -> None:
+    """Commands that live beside the code they drive."""
+    from featurehouse import cli_catalog, cli_online  # noqa: F401  (each registers on `main`)
+
+
+_register_command_modules()

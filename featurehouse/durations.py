@@ -1,0 +1,34 @@
+"""Durations as written in specs: ``90s``, ``30m``, ``12h``, ``1d``, ``2w``; ``0`` means unlimited."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+EXPECTED = "a duration such as 90s, 30m, 12h, 1d or 2w"
+
+
+def parse_duration(value: object) -> int:
+    """Seconds in ``value``; raises ValueError with the expected form for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {EXPECTED}, got {value!r}")
+    if isinstance(value, int) and value == 0:
+        return 0
+    if isinstance(value, str):
+        if value.strip() == "0":
+            return 0
+        match = _PATTERN.match(value)
+        if match:
+            return int(match.group(1)) * _UNITS[match.group(2)]
+    raise ValueError(f"expected {EXPECTED}, got {value!r}")
+
+
+def format_duration(seconds: int) -> str:
+    """The shortest spec spelling of ``seconds`` (``0`` for unlimited)."""
+    if seconds == 0:
+        return "0"
+    for unit in ("w", "d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"

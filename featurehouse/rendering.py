@@ -1,0 +1,82 @@
+"""Render featurehouse's dbt macros to SQL from Python, once per distinct call.
+
+The SDK must run exactly the SQL that `dbt run` runs, so it renders the same macros with
+dbt itself (``dbt compile --inline``). Starting dbt costs about 3 s, so each rendering is
+cached on disk under ``target/featurehouse/``, keyed by everything that can change the
+SQL: the macro call, the dbt target, and the text of every macro file and of
+dbt_project.yml. A changed macro or target never reuses a stale rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+from featurehouse.dbt_profile import DbtTarget
+from featurehouse.errors import CompileError
+
+CACHE_DIR = Path("target") / "featurehouse" / "rendered"
+_lock = threading.Lock()
+_runner = None
+
+
+def _macro_files(root: Path) -> list[Path]:
+    files = sorted((root / "macros").rglob("*.sql")) if (root / "macros").is_dir() else []
+    packages = root / "dbt_packages"
+    if packages.is_dir():
+        files += sorted(packages.glob("*/macros/**/*.sql"))
+    return files
+
+
+def cache_key(root: Path, target: DbtTarget, call: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(call.encode())
+    digest.update(json.dumps([target.profile_name, target.target_name, target.type, target.schema,
+                              target.config.get("database")], default=str).encode())
+    for path in [root / "dbt_project.yml", *_macro_files(root)]:
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def render(root: Path, target: DbtTarget, call: str) -> str:
+    """The SQL that ``{{ call }}`` renders to in this repo's dbt project and target."""
+    path = root / CACHE_DIR / f"{cache_key(root, target, call)}.sql"
+    if path.is_file():
+        return path.read_text()
+    sql = _render_with_dbt(root, target, call)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(sql)
+    temporary.replace(path)  # atomic: a concurrent reader never sees half a file
+    return sql
+
+
+def _render_with_dbt(root: Path, target: DbtTarget, call: str) -> str:
+    global _runner
+    with _lock:
+        from dbt.cli.main import dbtRunner
+
+        if _runner is None:
+            _runner = dbtRunner()
+        args = [
+            "compile", "--inline", "{{ " + call + " }}",
+            "--project-dir", str(root), "--profiles-dir", str(target.profiles_dir),
+            "--target", target.target_name, "--log-level", "none", "--no-populate-cache",
+            "--no-write-json",
+        ]
+        cwd = os.getcwd()
+        try:
+            os.chdir(root)  # dbt resolves relative paths (DuckDB files, logs) from here
+            result = _runner.invoke(args)
+        finally:
+            os.chdir(cwd)
+    if not result.success or not result.result:
+        reason = str(result.exception) if result.exception else "dbt compile failed"
+        raise CompileError(f"dbt could not render the point-in-time join: {reason.strip()}")
+    node = result.result.results[0].node
+    return node.compiled_code

@@ -1,0 +1,389 @@
+"""Load a feature repo: ``featurehouse.yml`` plus every spec file, validated as a whole.
+
+Each user mistake becomes one ``SpecError`` naming the file, the line, the field, what
+was expected and, for misspelt names, the closest existing one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from featurehouse.errors import ConfigError, RequestError, SpecError, did_you_mean
+from featurehouse.specs import (
+    KIND_LABELS,
+    Entity,
+    FeatureService,
+    FeatureView,
+    ProjectConfig,
+    Source,
+    SpecFile,
+    TrainingSet,
+)
+from featurehouse.yaml_lines import LineMap, load_yaml_with_lines
+
+CONFIG_FILE = "featurehouse.yml"
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a spec object was written."""
+
+    file: str
+    line: int | None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True)
+class ViewSelection:
+    """Some features of one feature view, as requested."""
+
+    view: FeatureView
+    features: tuple[str, ...]
+
+
+@dataclass
+class FeatureRepo:
+    """Everything a feature repo defines, validated and cross-referenced."""
+
+    root: Path
+    config: ProjectConfig
+    entities: dict[str, Entity] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
+    feature_views: dict[str, FeatureView] = field(default_factory=dict)
+    feature_services: dict[str, FeatureService] = field(default_factory=dict)
+    training_sets: dict[str, TrainingSet] = field(default_factory=dict)
+    origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
+    spec_files: list[Path] = field(default_factory=list)
+    line_maps: dict[str, LineMap] = field(default_factory=dict)
+
+    # ---- lookups -------------------------------------------------------------------
+    def join_keys(self, view: FeatureView) -> list[str]:
+        """The join keys of a view, in entity order."""
+        keys: list[str] = []
+        for entity_name in view.entities:
+            for key in self.entities[entity_name].join_keys:
+                if key not in keys:
+                    keys.append(key)
+        return keys
+
+    def join_key_dtype(self, view: FeatureView, key: str) -> str:
+        for entity_name in view.entities:
+            entity = self.entities[entity_name]
+            if key in entity.join_keys:
+                return entity.value_type
+        raise KeyError(key)
+
+    def origin(self, kind: str, name: str) -> Origin | None:
+        return self.origins.get((kind, name))
+
+    def spec_error(self, kind: str, name: str, field_path: tuple[Any, ...], message: str) -> SpecError:
+        """A SpecError about ``field_path`` of the named object, pointing at its file and line."""
+        origin = self.origins[(kind, name)]
+        line = origin.line
+        lines = self.line_maps.get(origin.file)
+        if lines is not None:
+            # LineMaps are per file, so the index that counts is the one within that file
+            same_file = [n for n in getattr(self, kind) if self.origins[(kind, n)].file == origin.file]
+            line = lines.line((kind, same_file.index(name), *field_path)) or line
+        return SpecError(f"{KIND_LABELS[kind]} '{name}': {message}", origin.file, line)
+
+    def resolve_features(self, features: str | list[str] | tuple[str, ...]) -> list[ViewSelection]:
+        """Turn a service name or a list of ``view:feature`` / ``view`` refs into selections.
+
+        Views keep the order of their first mention; features keep the order asked for.
+        """
+        if isinstance(features, str):
+            if features in self.feature_services:
+                return self.resolve_features(self.feature_services[features].features)
+            if features in self.feature_views or ":" in features:
+                return self.resolve_features([features])
+            raise RequestError(
+                f"unknown feature service '{features}'"
+                f"{did_you_mean(features, list(self.feature_services) + list(self.feature_views))}"
+            )
+        if not features:
+            raise RequestError("no features requested: pass a feature service name or a list of 'view:feature' refs")
+        order: list[str] = []
+        chosen: dict[str, list[str]] = {}
+        for ref in features:
+            view_name, names = self._parse_ref(ref)
+            if view_name not in chosen:
+                order.append(view_name)
+                chosen[view_name] = []
+            for name in names:
+                if name not in chosen[view_name]:
+                    chosen[view_name].append(name)
+        return [ViewSelection(self.feature_views[v], tuple(chosen[v])) for v in order]
+
+    def _parse_ref(self, ref: object) -> tuple[str, list[str]]:
+        if not isinstance(ref, str) or not ref:
+            raise RequestError(f"expected a feature ref such as 'driver_hourly_stats:conv_rate', got {ref!r}")
+        view_name, _, feature_name = ref.partition(":")
+        if view_name not in self.feature_views:
+            raise RequestError(
+                f"unknown feature view '{view_name}' in '{ref}'{did_you_mean(view_name, self.feature_views)}"
+            )
+        view = self.feature_views[view_name]
+        if not feature_name:
+            return view_name, view.feature_names
+        if feature_name not in view.feature_names:
+            raise RequestError(
+                f"feature view '{view_name}' has no feature '{feature_name}'"
+                f"{did_you_mean(feature_name, view.feature_names)}"
+            )
+        return view_name, [feature_name]
+
+
+# ---- loading ---------------------------------------------------------------------------
+def find_repo_root(start: str | os.PathLike[str] = ".") -> Path:
+    """The nearest folder at or above ``start`` holding featurehouse.yml."""
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONFIG_FILE} found in {here} or any folder above it; run 'featurehouse init DIR' to create a feature repo"
+    )
+
+
+def expand_env(value: str, where: str) -> str:
+    """Replace ``${VAR}`` with the environment's value; an unset variable is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{where} uses ${{{name}}}, but the environment variable {name} is not set")
+        return os.environ[name]
+
+    return _ENV_VAR.sub(replace, value)
+
+
+def load_config(root: Path) -> ProjectConfig:
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; run 'featurehouse init DIR' to create a feature repo")
+    data, lines = load_yaml_with_lines(path, CONFIG_FILE)
+    if not isinstance(data, dict):
+        raise SpecError("expected a mapping with at least 'project:'", CONFIG_FILE, 1)
+    try:
+        config = ProjectConfig.model_validate(data)
+    except ValidationError as error:
+        raise _spec_error(error, data, lines, CONFIG_FILE, ProjectConfig) from None
+    store = config.online_store
+    updates: dict[str, Any] = {}
+    for key in ("path", "url"):
+        value = getattr(store, key)
+        if value:
+            updates[key] = expand_env(value, f"{CONFIG_FILE}: online_store.{key}")
+    if store.type == "sqlite" and not (updates.get("path") or store.path):
+        updates["path"] = "data/online.db"
+    if store.type in ("postgres", "redis") and not (updates.get("url") or store.url):
+        raise SpecError(
+            f"online_store.type {store.type} needs online_store.url (e.g. "
+            + ("postgresql://user@host:5432/db)" if store.type == "postgres" else "redis://localhost:6379/0)"),
+            CONFIG_FILE,
+            lines.line(("online_store",)),
+        )
+    if updates:
+        config = config.model_copy(update={"online_store": store.model_copy(update=updates)})
+    return config
+
+
+def load_repo(start: str | os.PathLike[str] = ".") -> FeatureRepo:
+    """Load and validate the feature repo at or above ``start``."""
+    root = find_repo_root(start)
+    config = load_config(root)
+    specs_dir = root / config.specs
+    if not specs_dir.is_dir():
+        raise ConfigError(f"{CONFIG_FILE}: specs folder '{config.specs}' does not exist under {root}")
+    repo = FeatureRepo(root=root, config=config)
+    files = sorted(p for p in specs_dir.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+    for path in files:
+        display = path.relative_to(root).as_posix()
+        spec_file, lines = _load_spec_file(path, display)
+        repo.line_maps[display] = lines
+        repo.spec_files.append(path)
+        for kind in KIND_LABELS:
+            for index, item in enumerate(getattr(spec_file, kind)):
+                _register(repo, kind, item, Origin(display, lines.line((kind, index))))
+    _check_references(repo)
+    return repo
+
+
+def _load_spec_file(path: Path, display: str) -> tuple[SpecFile, LineMap]:
+    data, lines = load_yaml_with_lines(path, display)
+    if data is None:
+        return SpecFile(), lines
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"expected a mapping with keys {', '.join(KIND_LABELS)}, got {type(data).__name__}", display, 1
+        )
+    try:
+        return SpecFile.model_validate(data), lines
+    except ValidationError as error:
+        raise _spec_error(error, data, lines, display, SpecFile) from None
+
+
+def _register(repo: FeatureRepo, kind: str, item: Any, origin: Origin) -> None:
+    table: dict[str, Any] = getattr(repo, kind)
+    if item.name in table:
+        first = repo.origins[(kind, item.name)]
+        raise SpecError(
+            f"{KIND_LABELS[kind]} '{item.name}' is defined twice: first at {first}, again here",
+            origin.file,
+            origin.line,
+        )
+    # views and services share one namespace: both can be named in `features:`
+    twin = {"feature_views": "feature_services", "feature_services": "feature_views"}.get(kind)
+    if twin and item.name in getattr(repo, twin):
+        first = repo.origins[(twin, item.name)]
+        raise SpecError(
+            f"{KIND_LABELS[kind]} '{item.name}' has the same name as the {KIND_LABELS[twin]} at {first}; "
+            "views and services share one namespace",
+            origin.file,
+            origin.line,
+        )
+    table[item.name] = item
+    repo.origins[(kind, item.name)] = origin
+
+
+def _check_references(repo: FeatureRepo) -> None:
+    def fail(kind: str, name: str, field_path: tuple[Any, ...], message: str) -> typing.NoReturn:
+        raise repo.spec_error(kind, name, field_path, message)
+
+    for view in repo.feature_views.values():
+        for i, entity in enumerate(view.entities):
+            if entity not in repo.entities:
+                fail("feature_views", view.name, ("entities", i),
+                     f"unknown entity '{entity}'{did_you_mean(entity, repo.entities)}")
+        if view.source not in repo.sources:
+            fail("feature_views", view.name, ("source",),
+                 f"unknown source '{view.source}'{did_you_mean(view.source, repo.sources)}")
+        keys = repo.join_keys(view)
+        for i, feature in enumerate(view.features):
+            if feature.name in keys:
+                fail("feature_views", view.name, ("schema", i, "name"),
+                     f"feature '{feature.name}' has the name of a join key of its entities")
+        for i, agg in enumerate(view.aggregations):
+            if agg.output_name in keys:
+                fail("feature_views", view.name, ("aggregations", i),
+                     f"aggregation '{agg.output_name}' has the name of a join key of its entities")
+    for service in repo.feature_services.values():
+        for i, ref in enumerate(service.features):
+            try:
+                repo.resolve_features([ref])
+            except RequestError as error:
+                fail("feature_services", service.name, ("features", i), str(error))
+    for training_set in repo.training_sets.values():
+        features = training_set.features
+        try:
+            if isinstance(features, str):
+                if features not in repo.feature_services and features not in repo.feature_views:
+                    raise RequestError(
+                        f"unknown feature service '{features}'"
+                        f"{did_you_mean(features, list(repo.feature_services) + list(repo.feature_views))}"
+                    )
+            repo.resolve_features(features)
+        except RequestError as error:
+            fail("training_sets", training_set.name, ("features",), str(error))
+
+
+# ---- pydantic errors → one sentence ---------------------------------------------------------
+def _spec_error(
+    error: ValidationError, data: Any, lines: LineMap, file: str, root_model: type[BaseModel]
+) -> SpecError:
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    # pydantic adds the union member or validator name to the loc in some cases; drop them
+    loc = tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part.startswith("function-"))))
+    line = lines.line(loc)
+    subject = _subject(data, loc)
+    field_path = _field_path(loc)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(root_model, loc[:-1])
+        allowed = _field_names(owner) if owner else []
+        what = "top-level key" if len(loc) == 1 else "field"
+        message = f"unknown {what} '{loc[-1]}'{did_you_mean(str(loc[-1]), allowed)}"
+        if not did_you_mean(str(loc[-1]), allowed) and allowed:
+            message += f"; expected one of {', '.join(allowed)}"
+        field_prefix = _field_path(loc[:-1])
+        message = f"{field_prefix}: {message}" if field_prefix and "." in field_prefix else message
+    elif kind == "missing":
+        message = f"missing required field '{loc[-1]}'"
+        parent = _field_path(loc[:-1])
+        if parent and "." in parent:
+            message = f"{parent}: {message}"
+    else:
+        text = first["msg"]
+        if text.startswith("Value error, "):
+            text = text[len("Value error, "):]
+        elif text.startswith("Input should be "):
+            text = "expected " + text[len("Input should be "):] + f", got {first.get('input')!r}"
+        elif text.startswith("List should have at least 1 item"):
+            text = "expected at least one item"
+        message = f"{field_path}: {text}" if field_path else text
+    if subject:
+        message = f"{subject}: {message}"
+    return SpecError(message, file, line)
+
+
+def _subject(data: Any, loc: tuple[Any, ...]) -> str:
+    """``feature view 'driver_hourly_stats'`` for a loc inside that item, else empty."""
+    if len(loc) >= 2 and loc[0] in KIND_LABELS and isinstance(loc[1], int):
+        try:
+            item = data[loc[0]][loc[1]]
+        except (KeyError, IndexError, TypeError):
+            return ""
+        label = KIND_LABELS[loc[0]]
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            return f"{label} '{item['name']}'"
+        return f"{label} #{loc[1] + 1}"
+    return ""
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """``schema[1].dtype`` for ``('feature_views', 0, 'schema', 1, 'dtype')``."""
+    parts = loc[2:] if len(loc) >= 2 and loc[0] in KIND_LABELS and isinstance(loc[1], int) else loc
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _unwrap_model(arg)
+        if found:
+            return found
+    return None
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = root
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        info = next(
+            (f for name, f in model.model_fields.items() if name == part or f.alias == part), None
+        )
+        if info is None:
+            return None
+        model = _unwrap_model(info.annotation)
+    return model
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]

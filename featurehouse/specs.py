@@ -1,0 +1,248 @@
+"""Spec models: entities, sources, feature views, feature services and training sets.
+
+Every model forbids unknown fields; names are plain identifiers so that nothing can
+smuggle SQL through a name. Cross-references are checked in ``featurehouse.repo``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from featurehouse.durations import parse_duration
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_IDENTIFIER_LENGTH = 63  # Postgres truncates longer identifiers silently
+
+SCALAR_DTYPES = ("bool", "int32", "int64", "float32", "float64", "string", "bytes", "timestamp")
+ARRAY_DTYPE = re.compile(r"^array<\s*([a-z0-9]+)\s*>$")
+
+# Columns every normalised feature-view model carries; a feature may not take these names.
+EVENT_TIMESTAMP = "event_timestamp"
+CREATED_TIMESTAMP = "created_timestamp"
+RESERVED_COLUMNS = frozenset({EVENT_TIMESTAMP, CREATED_TIMESTAMP})
+
+AGGREGATION_FUNCTIONS = ("sum", "count", "mean", "min", "max", "stddev")
+
+
+def check_identifier(value: str) -> str:
+    if not isinstance(value, str) or not IDENTIFIER.match(value):
+        raise ValueError(
+            f"expected a plain identifier (letters, digits and _, not starting with a digit), got {value!r}"
+        )
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise ValueError(f"names are at most {MAX_IDENTIFIER_LENGTH} characters, {value!r} has {len(value)}")
+    return value
+
+
+def check_dtype(value: str) -> str:
+    if isinstance(value, str):
+        normalised = value.strip().lower()
+        if normalised in SCALAR_DTYPES:
+            return normalised
+        match = ARRAY_DTYPE.match(normalised)
+        if match and match.group(1) in SCALAR_DTYPES:
+            return f"array<{match.group(1)}>"
+    from featurehouse.errors import did_you_mean
+
+    hint = did_you_mean(str(value), SCALAR_DTYPES) or " (arrays are written array<float32>)"
+    raise ValueError(f"expected a dtype, one of {', '.join(SCALAR_DTYPES)} or array<T>, got {value!r}{hint}")
+
+
+def _duration(value: object) -> int:
+    return parse_duration(value)
+
+
+Identifier = Annotated[str, AfterValidator(check_identifier)]
+DType = Annotated[str, AfterValidator(check_dtype)]
+Duration = Annotated[int, BeforeValidator(_duration)]
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Entity(SpecModel):
+    name: Identifier
+    join_keys: list[Identifier] = Field(min_length=1)
+    value_type: DType = "int64"
+    description: str = ""
+    tags: dict[str, str] = {}
+
+
+def _exactly_one_location(model: BaseModel, kinds: tuple[str, ...], what: str) -> None:
+    given = [kind for kind in kinds if getattr(model, kind) is not None]
+    if len(given) != 1:
+        options = ", ".join(f"{kind}:" for kind in kinds)
+        found = f"found {', '.join(given)}" if given else "found none"
+        raise ValueError(f"{what} needs exactly one of {options} ({found})")
+
+
+class Source(SpecModel):
+    name: Identifier
+    path: str | None = None
+    table: str | None = None
+    ref: Identifier | None = None
+    source: str | None = None
+    timestamp_field: Identifier
+    created_timestamp_column: Identifier | None = None
+    field_mapping: dict[Identifier, Identifier] = {}
+    columns: list[Identifier] = []
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "Source":
+        _exactly_one_location(self, ("path", "table", "ref", "source"), "a source")
+        if self.table is not None:
+            _check_dotted(self.table, "table", 3)
+        if self.source is not None:
+            _check_dotted(self.source, "source", 2, exact=True)
+        return self
+
+
+def _check_dotted(value: str, field: str, max_parts: int, exact: bool = False) -> None:
+    parts = value.split(".")
+    if (exact and len(parts) != max_parts) or len(parts) > max_parts or not all(IDENTIFIER.match(p) for p in parts):
+        example = "raw.driver_stats (dbt source name, then table name)" if exact else "schema.table"
+        raise ValueError(f"{field}: expected {example}, got {value!r}")
+
+
+class Feature(SpecModel):
+    name: Identifier
+    dtype: DType
+    description: str = ""
+    expression: str | None = None
+    tags: dict[str, str] = {}
+
+
+class Aggregation(SpecModel):
+    column: Identifier
+    function: str
+    window: Duration
+    name: Identifier | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> "Aggregation":
+        from featurehouse.errors import did_you_mean
+
+        if self.function not in AGGREGATION_FUNCTIONS:
+            raise ValueError(
+                f"function: expected one of {', '.join(AGGREGATION_FUNCTIONS)}, got {self.function!r}"
+                f"{did_you_mean(self.function, AGGREGATION_FUNCTIONS)}"
+            )
+        if self.window <= 0:
+            raise ValueError("window: an aggregation needs a window greater than 0")
+        return self
+
+    @property
+    def output_name(self) -> str:
+        from featurehouse.durations import format_duration
+
+        return self.name or f"{self.column}_{self.function}_{format_duration(self.window)}"
+
+
+class FeatureView(SpecModel):
+    name: Identifier
+    entities: list[Identifier] = Field(min_length=1)
+    source: Identifier
+    ttl: Duration = 0
+    features: list[Feature] = Field(default=[], alias="schema")
+    aggregations: list[Aggregation] = []
+    online: bool = True
+    filter_by_created_timestamp: bool = False
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> "FeatureView":
+        if not self.features and not self.aggregations:
+            raise ValueError("a feature view needs a schema: (its features) or aggregations:")
+        seen: set[str] = set()
+        for name in self.feature_names:
+            if name in RESERVED_COLUMNS:
+                raise ValueError(f"feature name {name!r} is reserved for the timestamp column featurehouse adds")
+            if name in seen:
+                raise ValueError(f"feature {name!r} is declared twice")
+            seen.add(name)
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features] + [a.output_name for a in self.aggregations]
+
+    @property
+    def is_aggregation(self) -> bool:
+        return bool(self.aggregations)
+
+
+class FeatureService(SpecModel):
+    name: Identifier
+    features: list[str] = Field(min_length=1)
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = {}
+
+
+class Spine(SpecModel):
+    ref: Identifier | None = None
+    path: str | None = None
+    table: str | None = None
+    source: str | None = None
+    timestamp_field: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "Spine":
+        _exactly_one_location(self, ("ref", "path", "table", "source"), "a spine")
+        if self.table is not None:
+            _check_dotted(self.table, "table", 3)
+        if self.source is not None:
+            _check_dotted(self.source, "source", 2, exact=True)
+        return self
+
+
+class TrainingSet(SpecModel):
+    name: Identifier
+    spine: Spine
+    features: str | list[str]
+    full_feature_names: bool = False
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = {}
+
+
+class SpecFile(SpecModel):
+    """The top level of one spec file; every key is optional."""
+
+    entities: list[Entity] = []
+    sources: list[Source] = []
+    feature_views: list[FeatureView] = []
+    feature_services: list[FeatureService] = []
+    training_sets: list[TrainingSet] = []
+
+
+KIND_LABELS = {
+    "entities": "entity",
+    "sources": "source",
+    "feature_views": "feature view",
+    "feature_services": "feature service",
+    "training_sets": "training set",
+}
+
+
+class OnlineStoreConfig(SpecModel):
+    type: Literal["sqlite", "postgres", "redis"] = "sqlite"
+    path: str | None = None
+    url: str | None = None
+    key_prefix: str = "fh"
+    schema_: Identifier = Field(default="featurehouse_online", alias="schema")
+
+
+class ProjectConfig(SpecModel):
+    project: Identifier
+    specs: str = "feature_specs"
+    online_store: OnlineStoreConfig = OnlineStoreConfig()
+    models_dir: str = "models/featurehouse"

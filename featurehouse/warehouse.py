@@ -1,0 +1,297 @@
+"""Connections to the warehouse dbt builds into, for the SDK and `featurehouse sync`.
+
+Results travel as Arrow tables: DuckDB hands them over natively; Postgres results are
+streamed with COPY ... TO STDOUT and parsed by pyarrow's CSV reader, never row by row.
+Heavy imports stay inside functions so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featurehouse.dbt_profile import DbtTarget
+from featurehouse.errors import WarehouseError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SPINE_PLACEHOLDER = "__fh_spine_input"
+
+
+class Warehouse:
+    """The common face of a warehouse connection."""
+
+    dialect: str
+    target: DbtTarget
+
+    def relation(self, model: str) -> str:
+        """The quoted, schema-qualified name dbt gives ``model`` in this target."""
+        return f'"{self.target.schema}"."{model}"'
+
+    def arrow(self, sql: str) -> "pa.Table":  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def execute(self, sql: str) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def columns(self, sql: str) -> list[tuple[str, str]]:  # pragma: no cover - interface
+        """Names and warehouse types of the columns ``sql`` returns."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def spine(self, table: "pa.Table") -> Iterator[str]:  # pragma: no cover - interface
+        """Make ``table`` queryable as SPINE_PLACEHOLDER for the duration of the block."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class DuckDBWarehouse(Warehouse):
+    dialect = "duckdb"
+
+    def __init__(self, target: DbtTarget, root: Path, read_only: bool = True):
+        import duckdb
+
+        self.target = target
+        path = str(target.config.get("path", ":memory:"))
+        if path != ":memory:" and not Path(path).is_absolute():
+            path = str(root / path)
+        if path != ":memory:" and not Path(path).exists():
+            raise WarehouseError(
+                f"the DuckDB warehouse {path} does not exist yet; run 'dbt build' first"
+            )
+        try:
+            self._con = duckdb.connect(path, read_only=read_only and path != ":memory:")
+        except duckdb.Error as error:
+            raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {error}") from None
+        # Timestamps are stored as UTC; show them as UTC whatever the machine's zone is.
+        self._con.execute("SET TimeZone = 'UTC'").fetchall()
+
+    def relation(self, model: str) -> str:
+        database = self.target.config.get("database")
+        prefix = f'"{database}".' if database else ""
+        return f'{prefix}"{self.target.schema}"."{model}"'
+
+    def arrow(self, sql: str) -> "pa.Table":
+        import duckdb
+
+        try:
+            return self._con.sql(sql).to_arrow_table()
+        except duckdb.Error as error:
+            raise WarehouseError(f"the warehouse query failed: {error}") from None
+
+    def execute(self, sql: str) -> None:
+        self._con.execute(sql).fetchall()
+
+    def columns(self, sql: str) -> list[tuple[str, str]]:
+        import duckdb
+
+        try:
+            rows = self._con.execute(f"DESCRIBE {sql}").fetchall()
+        except duckdb.Error as error:
+            raise WarehouseError(f"the warehouse query failed: {error}") from None
+        return [(row[0], row[1]) for row in rows]
+
+    @contextlib.contextmanager
+    def spine(self, table: "pa.Table") -> Iterator[str]:
+        self._con.register(SPINE_PLACEHOLDER, table)
+        try:
+            yield SPINE_PLACEHOLDER
+        finally:
+            self._con.unregister(SPINE_PLACEHOLDER)
+
+    def close(self) -> None:
+        self._con.close()
+
+
+_PG_TYPES = {
+    "bool": "boolean", "int8": "smallint", "int16": "smallint", "int32": "integer", "int64": "bigint",
+    "uint8": "smallint", "uint16": "integer", "uint32": "bigint", "uint64": "numeric",
+    "float": "real", "double": "double precision", "halffloat": "real",
+    "string": "text", "large_string": "text", "binary": "bytea", "large_binary": "bytea",
+    "date32[day]": "date",
+}
+
+
+def postgres_type(arrow_type: "pa.DataType") -> str:
+    """The Postgres column type that holds ``arrow_type`` values."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamptz" if arrow_type.tz else "timestamp"
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return postgres_type(arrow_type.value_type) + "[]"
+    if pa.types.is_dictionary(arrow_type):
+        return postgres_type(arrow_type.value_type)
+    return _PG_TYPES.get(str(arrow_type), "text")
+
+
+def postgres_conninfo(config: dict[str, Any]) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(
+        host=config.get("host", "localhost"),
+        port=config.get("port", 5432),
+        user=config.get("user"),
+        password=config.get("password") or config.get("pass") or None,
+        dbname=config.get("dbname") or config.get("database"),
+        connect_timeout=config.get("connect_timeout", 10),
+    )
+
+
+class PostgresWarehouse(Warehouse):
+    dialect = "postgres"
+
+    def __init__(self, target: DbtTarget):
+        import psycopg
+
+        self.target = target
+        try:
+            self._con = psycopg.connect(postgres_conninfo(target.config), autocommit=True)
+        except psycopg.Error as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise WarehouseError(f"cannot connect to the Postgres warehouse: {reason}") from None
+
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        try:
+            self._con.execute(sql)
+        except psycopg.Error as error:
+            raise WarehouseError(f"the warehouse query failed: {str(error).strip()}") from None
+
+    def columns(self, sql: str) -> list[tuple[str, str]]:
+        import psycopg
+
+        try:
+            with self._con.cursor() as cur:
+                cur.execute(f"select * from ({sql}) as q limit 0")
+                names = [d.name for d in cur.description]
+                oids = [d.type_code for d in cur.description]
+                types = []
+                for oid in oids:
+                    cur.execute("select format_type(%s, null)", (oid,))
+                    types.append(cur.fetchone()[0])
+        except psycopg.Error as error:
+            raise WarehouseError(f"the warehouse query failed: {str(error).strip()}") from None
+        return list(zip(names, types))
+
+    def arrow(self, sql: str) -> "pa.Table":
+        """Stream the result through COPY TO STDOUT (CSV), then type it with pyarrow."""
+        import psycopg
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        columns = self.columns(sql)
+        select = ", ".join(
+            # arrays travel as JSON text, bytea as hex; both are decoded below
+            f'to_json("{name}")::text as "{name}"' if kind.endswith("[]") else f'"{name}"'
+            for name, kind in columns
+        )
+        buffer = io.BytesIO()
+        try:
+            with self._con.cursor() as cur:
+                with cur.copy(f"COPY (select {select} from ({sql}) as q) TO STDOUT WITH (FORMAT csv, HEADER false)") as copy:
+                    for block in copy:
+                        buffer.write(block)
+        except psycopg.Error as error:
+            raise WarehouseError(f"the warehouse query failed: {str(error).strip()}") from None
+        arrow_types = {name: _arrow_type(kind) for name, kind in columns}
+        names = [name for name, _ in columns]
+        if not names:
+            return pa.table({})
+        read_types = {n: (pa.string() if _needs_decoding(arrow_types[n]) else arrow_types[n]) for n in names}
+        if buffer.tell() == 0:
+            return pa.table({n: pa.array([], type=arrow_types[n]) for n in names})
+        buffer.seek(0)
+        table = pacsv.read_csv(
+            buffer,
+            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+            convert_options=pacsv.ConvertOptions(
+                column_types=read_types, strings_can_be_null=True, quoted_strings_can_be_null=False,
+                true_values=["t"], false_values=["f"],
+            ),
+        )
+        for i, name in enumerate(names):
+            if _needs_decoding(arrow_types[name]):
+                table = table.set_column(i, name, _decode(table.column(name), arrow_types[name]))
+        return table
+
+    @contextlib.contextmanager
+    def spine(self, table: "pa.Table") -> Iterator[str]:
+        import psycopg
+
+        columns = ", ".join(f'"{f.name}" {postgres_type(f.type)}' for f in table.schema)
+        try:
+            self._con.execute(f"DROP TABLE IF EXISTS {SPINE_PLACEHOLDER}")
+            self._con.execute(f"CREATE TEMPORARY TABLE {SPINE_PLACEHOLDER} ({columns})")
+            names = ", ".join(f'"{f.name}"' for f in table.schema)
+            with self._con.cursor() as cur:
+                with cur.copy(f"COPY {SPINE_PLACEHOLDER} ({names}) FROM STDIN") as copy:
+                    for batch in table.to_batches(max_chunksize=50_000):
+                        for row in zip(*(col.to_pylist() for col in batch.columns)):
+                            copy.write_row(row)
+            self._con.execute(f"ANALYZE {SPINE_PLACEHOLDER}")
+        except psycopg.Error as error:
+            raise WarehouseError(f"cannot load the entity rows into Postgres: {str(error).strip()}") from None
+        try:
+            yield SPINE_PLACEHOLDER
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                self._con.execute(f"DROP TABLE IF EXISTS {SPINE_PLACEHOLDER}")
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _arrow_type(pg_type: str) -> "pa.DataType":
+    import pyarrow as pa
+
+    base = pg_type.removesuffix("[]")
+    scalar = {
+        "boolean": pa.bool_(), "smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(),
+        "real": pa.float32(), "double precision": pa.float64(), "text": pa.string(),
+        "character varying": pa.string(), "bytea": pa.binary(), "date": pa.date32(),
+        "timestamp without time zone": pa.timestamp("us"),
+        "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+    }
+    kind = scalar.get(base)
+    if kind is None:
+        kind = pa.float64() if base.startswith("numeric") else pa.string()
+        if base.startswith("character"):
+            kind = pa.string()
+    return pa.list_(kind) if pg_type.endswith("[]") else kind
+
+
+def _needs_decoding(kind: "pa.DataType") -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_list(kind) or pa.types.is_binary(kind)
+
+
+def _decode(column: "pa.ChunkedArray", kind: "pa.DataType") -> "pa.Array":
+    import json
+
+    import pyarrow as pa
+
+    values = column.to_pylist()
+    if pa.types.is_binary(kind):
+        return pa.array([None if v is None else bytes.fromhex(v[2:]) for v in values], type=kind)
+    return pa.array([None if v is None else json.loads(v) for v in values], type=kind)
+
+
+def connect(target: DbtTarget, root: Path, read_only: bool = True) -> Warehouse:
+    """A connection to the dbt target's warehouse."""
+    if target.type == "duckdb":
+        return DuckDBWarehouse(target, root, read_only=read_only)
+    if target.type == "postgres":
+        return PostgresWarehouse(target)
+    raise WarehouseError(
+        f"the dbt target '{target.target_name}' is of type '{target.type}'; featurehouse's Python side "
+        "reads from duckdb and postgres (the dbt models and macros run on any adapter)"
+    )

@@ -1,0 +1,276 @@
+{#-
+  point_in_time_join: for every spine row, the features each view had at the row's time.
+
+  Arguments
+    spine             a relation (ref/source) or a quoted table name; its rows are kept once,
+                      in order, with all their columns
+    views             list of dicts, one per feature view:
+                        name, relation, join_keys (list), features (list of {name, dtype}),
+                        ttl_seconds (0 = unlimited), filter_by_created (bool), prefix ('' or 'view__')
+    timestamp_column  the spine's timestamp column (naive = UTC)
+    spine_columns     the spine's columns, in order; looked up from the relation when omitted
+    order_column      a unique column giving the spine's order; without it the scan order is
+                      numbered with row_number() over ()
+
+  Semantics (README, "Point-in-time semantics"): candidates have the same keys and
+  event_timestamp <= t, and with a ttl event_timestamp >= t - ttl; the greatest
+  event_timestamp wins, ties go to the greatest created_timestamp (NULL counts as oldest),
+  and a full tie goes to the row whose feature values are greatest in schema order, NULL
+  counting as greater than any value. No candidate: NULL features.
+-#}
+{% macro point_in_time_join(spine, views, timestamp_column='event_timestamp', spine_columns=none, order_column=none) -%}
+  {{ return(adapter.dispatch('point_in_time_join', 'featurehouse')(spine, views, timestamp_column, spine_columns, order_column)) }}
+{%- endmacro %}
+
+
+{#- Sort-based union + fill-forward: one sort of (spine ∪ feature rows) per key, never a join
+    whose size grows with spine rows × history. Runs on any warehouse with window functions,
+    and needs no IGNORE NULLS (Postgres 15 has none). -#}
+{% macro default__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column) -%}
+{%- set row = order_column or '__fh_row' -%}
+{%- set columns = spine_columns if spine_columns is not none else featurehouse._relation_columns(spine) -%}
+with __fh_spine as (
+    select
+        *,
+        {{ featurehouse.utc_timestamp(adapter.quote(timestamp_column)) }} as __fh_ts
+        {%- if not order_column %},
+        row_number() over () as __fh_row
+        {%- endif %}
+    from {{ spine }}
+)
+{%- for view in views %}
+{%- set i = loop.index %}
+{%- if view.filter_by_created %}
+{{ featurehouse._pit_created_filter_ctes(view, i, row) }}
+{%- else %}
+{{ featurehouse._pit_fill_forward_ctes(view, i, row) }}
+{%- endif %}
+{%- endfor %}
+select
+    {%- for column in columns %}
+    s.{{ adapter.quote(column) }},
+    {%- endfor %}
+    {%- for view in views %}
+    {%- set outer_loop = loop %}
+    {%- for feature in view.features %}
+    r{{ outer_loop.index }}.{{ adapter.quote(feature.name) }} as {{ adapter.quote(view.prefix ~ feature.name) }}{{ "," if not (outer_loop.last and loop.last) }}
+    {%- endfor %}
+    {%- endfor %}
+from __fh_spine as s
+{%- for view in views %}
+left join __fh_r{{ loop.index }} as r{{ loop.index }} on r{{ loop.index }}.__fh_row = s.{{ row }}
+{%- endfor %}
+order by s.{{ row }}
+{%- endmacro %}
+
+
+{#- The per-view CTEs of the fill-forward: number feature rows cumulatively in key order,
+    so each spine row falls in the group headed by its winning feature row. -#}
+{% macro _pit_fill_forward_ctes(view, i, row) -%}
+{%- set keys = featurehouse._quoted_list(view.join_keys) -%}
+, __fh_u{{ i }} as (
+    select {{ keys }}, event_timestamp as __fh_t, 0 as __fh_kind, cast(null as {{ dbt.type_bigint() }}) as __fh_row,
+           created_timestamp as __fh_c
+           {%- for feature in view.features %}, {{ adapter.quote(feature.name) }}{% endfor %}
+    from {{ view.relation }}
+    where event_timestamp is not null{% for key in view.join_keys %} and {{ adapter.quote(key) }} is not null{% endfor %}
+    union all
+    select {{ keys }}, __fh_ts, 1, {{ row }}, null
+           {%- for feature in view.features %}, null{% endfor %}
+    from __fh_spine
+)
+, __fh_g{{ i }} as (
+    select
+        *,
+        count(case when __fh_kind = 0 then 1 end) over (
+            partition by {{ keys }}
+            order by __fh_t, __fh_kind, __fh_c nulls first
+                {%- for feature in view.features %}, {{ featurehouse._pit_order_expression(adapter.quote(feature.name), feature.dtype) }} nulls last{% endfor %}
+            rows between unbounded preceding and current row
+        ) as __fh_grp
+    from __fh_u{{ i }}
+)
+, __fh_p{{ i }} as (
+    select
+        __fh_row,
+        __fh_kind,
+        __fh_t,
+        first_value(__fh_kind) over __fh_w as __fh_winner_kind,
+        first_value(__fh_t) over __fh_w as __fh_e
+        {%- for feature in view.features %},
+        first_value({{ adapter.quote(feature.name) }}) over __fh_w as {{ adapter.quote(feature.name) }}
+        {%- endfor %}
+    from __fh_g{{ i }}
+    window __fh_w as (partition by {{ keys }}, __fh_grp order by __fh_kind rows between unbounded preceding and current row)
+)
+, __fh_r{{ i }} as (
+    select
+        __fh_row
+        {%- for feature in view.features %},
+        case when __fh_winner_kind = 0 and __fh_t is not null{{ featurehouse._pit_ttl_condition('__fh_e', '__fh_t', view.ttl_seconds) }}
+             then {{ adapter.quote(feature.name) }} end as {{ adapter.quote(feature.name) }}
+        {%- endfor %}
+    from __fh_p{{ i }}
+    where __fh_kind = 1
+)
+{%- endmacro %}
+
+
+{#- filter_by_created_timestamp: a row is a candidate only once it exists (created <= t).
+    Rows are ordered by when they became visible, greatest(event, created), and a running
+    max of (event, created) picks the best row visible so far; full ties are resolved first. -#}
+{% macro _pit_created_filter_ctes(view, i, row) -%}
+{%- set keys = featurehouse._quoted_list(view.join_keys) -%}
+, __fh_d{{ i }} as (
+    select * from (
+        select
+            *,
+            row_number() over (
+                partition by {{ keys }}, event_timestamp, created_timestamp
+                order by {% for feature in view.features %}{{ featurehouse._pit_order_expression(adapter.quote(feature.name), feature.dtype) }} desc nulls first{{ ", " if not loop.last }}{% endfor %}
+            ) as __fh_rank
+        from {{ view.relation }}
+        where event_timestamp is not null{% for key in view.join_keys %} and {{ adapter.quote(key) }} is not null{% endfor %}
+    ) as ranked
+    where __fh_rank = 1
+)
+, __fh_u{{ i }} as (
+    select {{ keys }}, case when created_timestamp > event_timestamp then created_timestamp else event_timestamp end as __fh_t,
+           0 as __fh_kind, cast(null as {{ dbt.type_bigint() }}) as __fh_row,
+           {{ featurehouse.pit_version_key('event_timestamp', 'created_timestamp') }} as __fh_key
+    from __fh_d{{ i }}
+    union all
+    select {{ keys }}, __fh_ts, 1, {{ row }}, null
+    from __fh_spine
+)
+, __fh_m{{ i }} as (
+    select
+        {{ keys }}, __fh_row, __fh_kind, __fh_t,
+        max(__fh_key) over (
+            partition by {{ keys }} order by __fh_t, __fh_kind
+            rows between unbounded preceding and current row
+        ) as __fh_best
+    from __fh_u{{ i }}
+)
+, __fh_r{{ i }} as (
+    select
+        m.__fh_row
+        {%- for feature in view.features %},
+        case when m.__fh_t is not null{{ featurehouse._pit_ttl_condition('d.event_timestamp', 'm.__fh_t', view.ttl_seconds) }}
+             then d.{{ adapter.quote(feature.name) }} end as {{ adapter.quote(feature.name) }}
+        {%- endfor %}
+    from __fh_m{{ i }} as m
+    left join __fh_d{{ i }} as d
+        on {% for key in view.join_keys %}d.{{ adapter.quote(key) }} = m.{{ adapter.quote(key) }} and {% endfor -%}
+           {{ featurehouse.pit_version_key('d.event_timestamp', 'd.created_timestamp') }} = m.__fh_best
+    where m.__fh_kind = 1
+)
+{%- endmacro %}
+
+
+{#- Native ASOF JOIN: https://duckdb.org/docs/stable/guides/sql_features/asof_join
+    One inequality on a struct key {event, created, features} orders candidates by event
+    time, then created time, then feature values; the spine's probe {t, +infinity, NULL} is
+    greater than every key with event <= t (NULL sorts last inside structs), so the single
+    inequality applies the whole tie-break and full ties come out the same on every run. -#}
+{% macro duckdb__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column) -%}
+{%- set row = order_column or '__fh_row' -%}
+{%- set native = [] -%}
+{%- for view in views if not view.filter_by_created %}{% do native.append(view) %}{% endfor -%}
+{%- if native | length < views | length -%}
+  {#- the created-time filter needs the visibility-ordered pass of the default -#}
+  {{ return(featurehouse.default__point_in_time_join(spine, views, timestamp_column, spine_columns or featurehouse._relation_columns(spine), order_column)) }}
+{%- endif -%}
+with __fh_spine as (
+    select
+        *,
+        {{ featurehouse.utc_timestamp(adapter.quote(timestamp_column)) }} as __fh_ts
+        {%- if not order_column %},
+        row_number() over () as __fh_row
+        {%- endif %}
+    from {{ spine }}
+)
+, __fh_probe as (
+    select *, {'e': __fh_ts, 'c': 'infinity'::timestamp, 'v': null} as __fh_probe
+    from __fh_spine
+)
+{%- for view in views %}
+, __fh_f{{ loop.index }} as (
+    select
+        {{ featurehouse._quoted_list(view.join_keys) }},
+        event_timestamp as __fh_e,
+        {
+            'e': event_timestamp,
+            'c': coalesce(created_timestamp, '-infinity'::timestamp),
+            'v': { {%- for feature in view.features %}'{{ feature.name }}': {{ adapter.quote(feature.name) }}{{ ", " if not loop.last }}{% endfor -%} }
+        } as __fh_key
+        {%- for feature in view.features %},
+        {{ adapter.quote(feature.name) }}
+        {%- endfor %}
+    from {{ view.relation }}
+    where event_timestamp is not null
+)
+{%- endfor %}
+select
+    {%- if spine_columns is not none %}
+    {%- for column in spine_columns %}
+    s.{{ adapter.quote(column) }}{{ "," if not loop.last }}
+    {%- endfor %}
+    {%- else %}
+    s.* exclude (__fh_ts, __fh_probe{{ ", __fh_row" if not order_column }})
+    {%- endif %}
+    {%- for view in views %}
+    {%- set f = "f" ~ loop.index %}
+    {%- for feature in view.features %},
+    {%- if view.ttl_seconds and view.ttl_seconds > 0 %}
+    case when s.__fh_ts is not null{{ featurehouse._pit_ttl_condition(f ~ '.__fh_e', 's.__fh_ts', view.ttl_seconds) }} then {{ f }}.{{ adapter.quote(feature.name) }} end
+    {%- else %}
+    case when s.__fh_ts is not null then {{ f }}.{{ adapter.quote(feature.name) }} end
+    {%- endif %} as {{ adapter.quote(view.prefix ~ feature.name) }}
+    {%- endfor %}
+    {%- endfor %}
+from __fh_probe as s
+{%- for view in views %}
+{%- set f = "f" ~ loop.index %}
+asof left join __fh_f{{ loop.index }} as {{ f }}
+    on {% for key in view.join_keys %}{{ f }}.{{ adapter.quote(key) }} = s.{{ adapter.quote(key) }} and {% endfor %}s.__fh_probe >= {{ f }}.__fh_key
+{%- endfor %}
+order by s.{{ row }}
+{%- endmacro %}
+
+
+{#- Postgres 15: the default, with strings compared byte-wise (COLLATE "C") so that full
+    ties resolve exactly as on DuckDB, whatever the database's collation. -#}
+{% macro postgres__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column) -%}
+  {{ return(featurehouse.default__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column)) }}
+{%- endmacro %}
+
+
+{#- ---- helpers ------------------------------------------------------------------- -#}
+
+{% macro _quoted_list(names) -%}
+  {%- for name in names %}{{ adapter.quote(name) }}{{ ", " if not loop.last }}{% endfor -%}
+{%- endmacro %}
+
+{% macro _pit_ttl_condition(event_expression, time_expression, ttl_seconds) -%}
+  {%- if ttl_seconds and ttl_seconds > 0 %} and {{ event_expression }} >= {{ dbt.dateadd('second', -1 * ttl_seconds, time_expression) }}{% endif -%}
+{%- endmacro %}
+
+{% macro _relation_columns(relation) -%}
+  {%- set names = [] -%}
+  {%- for column in adapter.get_columns_in_relation(relation) %}{% do names.append(column.name) %}{% endfor -%}
+  {{ return(names) }}
+{%- endmacro %}
+
+{% macro _pit_order_expression(expression, dtype) -%}
+  {{ return(adapter.dispatch('_pit_order_expression', 'featurehouse')(expression, dtype)) }}
+{%- endmacro %}
+
+{% macro default___pit_order_expression(expression, dtype) -%}
+  {{ expression }}
+{%- endmacro %}
+
+{#- https://www.postgresql.org/docs/15/collation.html : "C" compares bytes, as DuckDB does -#}
+{% macro postgres___pit_order_expression(expression, dtype) -%}
+  {%- if dtype == 'string' %}{{ expression }} collate "C"{% else %}{{ expression }}{% endif -%}
+{%- endmacro %}
