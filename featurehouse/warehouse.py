@@ -66,7 +66,12 @@ class DuckDBWarehouse(Warehouse):
                 f"the DuckDB warehouse {path} does not exist yet; run 'dbt build' first"
             )
         try:
-            self._con = duckdb.connect(path, read_only=read_only and path != ":memory:")
+            try:
+                self._con = duckdb.connect(path, read_only=read_only and path != ":memory:")
+            except duckdb.ConnectionException:
+                # dbt running in this same process (dbtRunner) holds the file read-write, and
+                # DuckDB allows one configuration per file per process: share it.
+                self._con = duckdb.connect(path)
         except duckdb.Error as error:
             raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {error}") from None
         # Timestamps are stored as UTC; show them as UTC whatever the machine's zone is.
