@@ -33,6 +33,21 @@ def postgres_schema(postgres_url: str):
         con.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_dbt_duckdb():
+    """Give each test module's in-process dbt runs their own DuckDB files.
+
+    dbt-duckdb keeps one DuckDB connection per process and reuses it while the profile
+    credentials compare equal, so two projects whose profiles say `path: data/warehouse.duckdb`
+    (relative to each project) would share the first project's file.
+    """
+    from repos import reset_dbt_duckdb
+
+    reset_dbt_duckdb()
+    yield
+    reset_dbt_duckdb()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     try:

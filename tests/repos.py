@@ -71,15 +71,26 @@ test_repo:
 
 
 _runner = None
+_last_root: Path | None = None
+
+
+def reset_dbt_duckdb() -> None:
+    """Close dbt-duckdb's process-wide connection (see conftest.fresh_dbt_duckdb)."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    DuckDBConnectionManager.close_all_connections()
 
 
 def run_dbt(root: Path, *args: str, target: str | None = None) -> None:
     """Run dbt in-process in ``root``; raise with dbt's own message when it fails."""
-    global _runner
+    global _runner, _last_root
     from dbt.cli.main import dbtRunner
 
     if _runner is None:
         _runner = dbtRunner()
+    if _last_root is not None and _last_root != root:
+        reset_dbt_duckdb()  # another project: its own DuckDB file, not the previous one's
+    _last_root = root
     command = [*args, "--project-dir", str(root), "--profiles-dir", str(root)]
     if target:
         command += ["--target", target]
