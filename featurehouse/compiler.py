@@ -10,6 +10,7 @@ byte-identical files.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 from sqlglot import exp
 
 from featurehouse.durations import format_duration
-from featurehouse.errors import CompileError, did_you_mean
+from featurehouse.errors import CompileError, SpecError, did_you_mean
 from featurehouse.repo import FeatureRepo, ViewSelection
 from featurehouse.specs import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureView, Source, Spine
 
@@ -110,7 +111,7 @@ def source_relation_jinja(source: Source | Spine, dialect: str) -> str:
             f"path: sources are read by DuckDB, but the dbt target is {dialect}; "
             f"load {source.path} into a table and use table: or ref: instead"
         )
-    reader = "read_csv" if source.path.lower().endswith((".csv", ".csv.gz", ".tsv")) else "read_parquet"
+    reader = "read_csv" if _is_csv(source.path) else "read_parquet"
     return f"{reader}({exp.Literal.string(source.path).sql(dialect='duckdb')})"
 
 
@@ -119,8 +120,9 @@ def known_source_columns(repo: FeatureRepo, view: FeatureView) -> set[str]:
     """Columns the source is known to have: introspected for files, declared otherwise."""
     source = repo.sources[view.source]
     if source.path is not None:
-        found = _file_columns(repo.root / source.path)
+        found = _file_columns(repo.root, source.path)
         if found is not None:
+            _check_file_columns(repo, view, found)
             return found
     reverse = {feature: column for column, feature in source.field_mapping.items()}
     columns = {source.timestamp_field, *source.field_mapping, *source.columns}
@@ -132,20 +134,67 @@ def known_source_columns(repo: FeatureRepo, view: FeatureView) -> set[str]:
     return columns
 
 
-def _file_columns(path: Path) -> set[str] | None:
-    if not path.is_file():
+def _is_csv(path: str) -> bool:
+    return path.lower().endswith((".csv", ".csv.gz", ".tsv"))
+
+
+def _file_columns(root: Path, path: str) -> set[str] | None:
+    """The columns of a parquet/CSV file (or glob) as DuckDB reads it; None when it is not there yet."""
+    full = root / path
+    if not any(mark in path for mark in "*?[") and not full.is_file():
         return None
+    stat = full.stat() if full.is_file() else None
+    return _file_columns_cached(str(full), stat.st_mtime_ns if stat else 0)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_columns_cached(path: str, _mtime_ns: int) -> frozenset[str] | None:
     import duckdb
 
-    reader = "read_csv" if path.suffix.lower() in (".csv", ".tsv") else "read_parquet"
+    reader = "read_csv" if _is_csv(path) else "read_parquet"
     con = duckdb.connect()
     try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [str(path)]).fetchall()
+        rows = con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [path]).fetchall()
     except duckdb.Error:
         return None
     finally:
         con.close()
-    return {row[0] for row in rows}
+    return frozenset(row[0] for row in rows)
+
+
+def _check_file_columns(repo: FeatureRepo, view: FeatureView, found: set[str] | frozenset[str]) -> None:
+    """Every column a view reads from a file source exists in the file (compile time, not in dbt)."""
+    source = repo.sources[view.source]
+    reverse = {feature: column for column, feature in source.field_mapping.items()}
+
+    def missing(column: str) -> str:
+        return f"column '{column}' is not in {source.path}{did_you_mean(column, found)}"
+
+    for field in ("timestamp_field", "created_timestamp_column"):
+        column = getattr(source, field)
+        if column and column not in found:
+            raise repo.spec_error("sources", source.name, (field,), f"{field}: {missing(column)}")
+    for column in source.field_mapping:
+        if column not in found:
+            raise repo.spec_error("sources", source.name, ("field_mapping", column), f"field_mapping: {missing(column)}")
+    for key in repo.join_keys(view):
+        column = reverse.get(key, key)
+        if column not in found:
+            raise repo.spec_error("feature_views", view.name, ("entities",),
+                                  f"join key {missing(column)}; map it with field_mapping on source '{source.name}'")
+    for index, feature in enumerate(view.features):
+        column = reverse.get(feature.name, feature.name)
+        if feature.expression is None and column not in found:
+            raise repo.spec_error(
+                "feature_views", view.name, ("schema", index, "name"),
+                f"{missing(column)}; map it with field_mapping on source '{source.name}' or give an expression:",
+                feature=feature.name,
+            )
+    for index, aggregation in enumerate(view.aggregations):
+        column = reverse.get(aggregation.column, aggregation.column)
+        if column not in found:
+            raise repo.spec_error("feature_views", view.name, ("aggregations", index, "column"),
+                                  f"aggregation {missing(column)}")
 
 
 def parse_expression(
@@ -155,37 +204,68 @@ def parse_expression(
     feature = view.features[index]
     text = feature.expression or ""
 
-    def fail(message: str) -> CompileError:
-        error = repo.spec_error("feature_views", view.name, ("schema", index, "expression"),
-                                f"feature '{feature.name}': {message}")
-        return error
+    def fail(message: str) -> SpecError:
+        return repo.spec_error("feature_views", view.name, ("schema", index, "expression"),
+                               f"expression {text!r} {message}", feature=feature.name)
 
+    # the expression lands in a dbt model, where Jinja would be rendered (and could run anything)
+    if any(mark in text for mark in ("{{", "{%", "{#")):
+        raise fail("may not contain Jinja ({{, {% or {#): write plain SQL over source columns")
     try:
         statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
     except sqlglot.errors.SqlglotError as error:
-        reason = str(error).splitlines()[0]
-        raise fail(f"expression {text!r} is not valid SQL: {reason}") from None
+        raise fail(f"is not valid SQL{_parse_error_position(error)}") from None
+    if not statements:
+        raise fail("is empty: write one scalar expression over source columns, such as 'trips * 2'")
     if len(statements) != 1:
-        raise fail(f"expression {text!r} must be one scalar expression, found {len(statements)} statements")
+        raise fail(f"must be one scalar expression, not {len(statements)} statements")
     tree = statements[0]
-    if isinstance(tree, (exp.DDL, exp.DML, exp.Command, exp.Transaction, exp.Use, exp.Set)) or (
-        isinstance(tree, exp.Query)
-    ):
-        kind = tree.key.upper()
-        raise fail(f"expression {text!r} must be a scalar expression over source columns, not a {kind} statement")
+    keyword = _statement_keyword(text, dialect)
+    if keyword or (isinstance(tree, exp.Query) and not isinstance(tree, exp.Subquery)):
+        keyword = keyword or tree.key.upper()
+        article = "an" if keyword[0] in "AEIOU" else "a"
+        raise fail(f"must be a scalar expression over source columns, not {article} {keyword} statement")
     for node in tree.walk():
         for forbidden, label in _FORBIDDEN_IN_EXPRESSIONS.items():
             if isinstance(node, forbidden):
-                raise fail(f"expression {text!r} may not contain {label}: it must be one value per source row")
+                raise fail(f"may not contain {label}: it must give one value per source row")
         if isinstance(node, exp.Column):
             if node.table:
-                raise fail(f"expression {text!r}: write source columns unqualified, not {node.sql()!r}")
+                raise fail(f"uses the qualified column {node.sql(dialect=dialect)!r}; "
+                           f"write source columns unqualified, as {node.name!r}")
             if node.name not in columns:
                 hint = did_you_mean(node.name, columns) or (
                     "; declare it under the source's columns:" if repo.sources[view.source].path is None else ""
                 )
-                raise fail(f"expression {text!r} uses unknown column '{node.name}'{hint}")
+                raise fail(f"uses unknown column '{node.name}'{hint}")
     return tree
+
+
+def _statement_keyword(text: str, dialect: str) -> str | None:
+    """The keyword (``DROP``) when ``text`` starts a statement rather than an expression."""
+    from sqlglot.dialects.dialect import Dialect
+
+    dialect_ = Dialect.get_or_raise(dialect)
+    try:
+        tokens = dialect_.tokenize(text)
+    except sqlglot.errors.SqlglotError:
+        return None
+    if not tokens:
+        return None
+    first = tokens[0]
+    statement_tokens = set(dialect_.parser_class.STATEMENT_PARSERS) | set(dialect_.tokenizer_class.COMMANDS)
+    if first.token_type in statement_tokens and first.token_type != sqlglot.tokens.TokenType.SEMICOLON:
+        return first.text.upper()
+    return None
+
+
+def _parse_error_position(error: Exception) -> str:
+    """`` near '*' (column 7)`` from a sqlglot ParseError; sqlglot's own text names its classes."""
+    details = getattr(error, "errors", None) or [{}]
+    near, column = details[0].get("highlight"), details[0].get("col")
+    if near and column:
+        return f" near {near!r} (column {column})"
+    return f" (column {column})" if column else ""
 
 
 # ---- feature view models --------------------------------------------------------------------------
@@ -281,11 +361,15 @@ def macro_views_argument(repo: FeatureRepo, plan: JoinPlan) -> str:
     items = []
     for selection in plan.selections:
         view = selection.view
-        dtypes = {f.name: f.dtype for f in view.features}
-        dtypes.update({a.output_name: "float64" for a in view.aggregations})
+        dtypes = feature_dtypes(view)
         features = ", ".join(
             "{'name': %s, 'dtype': %s}" % (_jinja_string(name), _jinja_string(dtypes[name]))
             for name in selection.features
+        )
+        # a full tie compares every schema feature, not only the requested ones, so a
+        # value never depends on what else was asked for (docs/decisions/0001)
+        all_features = ", ".join(
+            "{'name': %s, 'dtype': %s}" % (_jinja_string(f.name), _jinja_string(f.dtype)) for f in view.features
         )
         items.append(
             "{"
@@ -293,12 +377,22 @@ def macro_views_argument(repo: FeatureRepo, plan: JoinPlan) -> str:
             f"'relation': ref({_jinja_string(feature_view_model(view.name))}), "
             f"'join_keys': {json.dumps(repo.join_keys(view))}, "
             f"'features': [{features}], "
+            f"'all_features': [{all_features}], "
             f"'ttl_seconds': {view.ttl}, "
             f"'filter_by_created': {'true' if view.filter_by_created_timestamp else 'false'}, "
             f"'prefix': {_jinja_string(plan.prefix(view))}"
-            "}"
+            + (f", 'aggregations': {aggregations.macro_aggregations(view, selection.features)}"
+               if view.aggregations else "")
+            + "}"
         )
     return "[\n        " + ",\n        ".join(items) + "\n    ]"
+
+
+def feature_dtypes(view: FeatureView) -> dict[str, str]:
+    """Feature name → dtype for every feature of ``view``, aggregation outputs included."""
+    dtypes = {f.name: f.dtype for f in view.features}
+    dtypes.update({a.output_name: aggregations.output_dtype(a) for a in view.aggregations})
+    return dtypes
 
 
 def point_in_time_call(
@@ -345,6 +439,29 @@ def training_set_sql(repo: FeatureRepo, name: str, dialect: str) -> str:
 
 
 # ---- schema.yml -----------------------------------------------------------------------------------
+def dbt_tags(tags: dict[str, str]) -> dict[str, Any]:
+    """Spec tags as dbt tags (``team:growth``): shown in dbt docs, selectable with ``-s tag:team:growth``."""
+    return {"tags": [f"{k}:{v}" for k, v in sorted(tags.items())]} if tags else {}
+
+
+def service_exposure(repo: FeatureRepo, name: str) -> dict[str, Any]:
+    """A feature service as a dbt exposure (type ml), so dbt docs' lineage ends at its consumers."""
+    service = repo.feature_services[name]
+    views = [s.view.name for s in repo.resolve_features(service.features)]
+    owner = service.owner or repo.config.project
+    exposure: dict[str, Any] = {
+        "name": name,
+        "type": "ml",
+        "description": service.description or f"Feature service {name}.",
+        "owner": {"email": owner} if "@" in owner else {"name": owner},
+        "depends_on": [f"ref('{feature_view_model(v)}')" for v in views],
+        "config": {"meta": {"featurehouse": {"kind": "feature_service", "name": name,
+                                             "features": list(service.features)}}},
+    }
+    exposure["config"].update(dbt_tags(service.tags))
+    return exposure
+
+
 def schema_yml(repo: FeatureRepo) -> str:
     models: list[dict[str, Any]] = []
     for name in sorted(repo.feature_views):
@@ -387,6 +504,7 @@ def schema_yml(repo: FeatureRepo) -> str:
                         "tags": dict(sorted(view.tags.items())),
                     },
                 },
+                **dbt_tags(view.tags),
             },
             "columns": columns,
             "data_tests": [{
@@ -414,9 +532,12 @@ def schema_yml(repo: FeatureRepo) -> str:
                         "tags": dict(sorted(training_set.tags.items())),
                     },
                 },
+                **dbt_tags(training_set.tags),
             },
         })
-    document = {"version": 2, "models": models}
+    document: dict[str, Any] = {"version": 2, "models": models}
+    if repo.feature_services:
+        document["exposures"] = [service_exposure(repo, name) for name in sorted(repo.feature_services)]
     header = f"# {GENERATED_MARK}. Do not edit: change the specs and run `featurehouse compile`.\n"
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
 
@@ -474,6 +595,14 @@ def diff(models_dir: Path, files: dict[str, str]) -> CompileResult:
 def write(models_dir: Path, files: dict[str, str]) -> CompileResult:
     """Write changed files (atomically, each via a temporary) and remove stale generated ones."""
     result = diff(models_dir, files)
+    generated = generated_files_on_disk(models_dir)
+    # checked before writing anything, so a clash leaves the folder as it was
+    for name in result.written:
+        if (models_dir / name).exists() and name not in generated:
+            raise CompileError(
+                f"{models_dir / name} was not generated by featurehouse (it has no '{GENERATED_MARK}' header) "
+                "and compile would overwrite it; rename it or move it out of that folder"
+            )
     models_dir.mkdir(parents=True, exist_ok=True)
     for name in result.written:
         path = models_dir / name
@@ -483,3 +612,7 @@ def write(models_dir: Path, files: dict[str, str]) -> CompileResult:
     for name in result.removed:
         (models_dir / name).unlink()
     return result
+
+
+# generators that register themselves in EXTENSIONS (imported last: they import this module)
+from featurehouse import aggregations, online_models  # noqa: E402,F401

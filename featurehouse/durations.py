@@ -9,6 +9,9 @@ _PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 EXPECTED = "a duration such as 90s, 30m, 12h, 1d or 2w"
 
 
+_WORDS = re.compile(r"^\s*(\d+)\s*(sec|second|min|minute|hour|day|week)s?\s*$", re.IGNORECASE)
+
+
 def parse_duration(value: object) -> int:
     """Seconds in ``value``; raises ValueError with the expected form for anything else."""
     if isinstance(value, bool):
@@ -21,7 +24,20 @@ def parse_duration(value: object) -> int:
         match = _PATTERN.match(value)
         if match:
             return int(match.group(1)) * _UNITS[match.group(2)]
-    raise ValueError(f"expected {EXPECTED}, got {value!r}")
+    raise ValueError(f"expected {EXPECTED}, got {value!r}{_hint(value)}")
+
+
+def _hint(value: object) -> str:
+    """``(did you mean '1d'?)`` for ``1 day``, and ``'3600s'`` for a bare number of seconds."""
+    if isinstance(value, int) and value > 0:
+        return f" (did you mean '{format_duration(value)}'?)"
+    if isinstance(value, str):
+        if value.strip().isdigit() and int(value) > 0:
+            return f" (did you mean '{format_duration(int(value))}'?)"
+        match = _WORDS.match(value)
+        if match:
+            return f" (did you mean '{match.group(1)}{match.group(2)[0].lower()}'?)"
+    return ""
 
 
 def format_duration(seconds: int) -> str:

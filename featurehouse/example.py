@@ -110,9 +110,12 @@ clean-targets: [target, dbt_packages]
 
 seeds:
   {name}:
-    +column_types:
-      event_timestamp: timestamp
-      created: timestamp
+    raw_driver_stats:
+      +column_types: {{event_timestamp: timestamp, created: timestamp}}
+    raw_customer_profile:
+      +column_types: {{event_timestamp: timestamp, created: timestamp}}
+    driver_labels:
+      +column_types: {{event_timestamp: timestamp}}
 """
 
 _PROFILES = """\
@@ -146,7 +149,9 @@ def init_repo(directory: Path, name: str | None = None) -> Path:
     directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
         raise ConfigError(f"{directory} is not empty; featurehouse init only writes into a new or empty folder")
-    project = name or re.sub(r"[^A-Za-z0-9_]", "_", directory.name).lstrip("0123456789") or "feature_repo"
+    project = name or re.sub(r"[^A-Za-z0-9_]", "_", directory.name).lstrip("0123456789_") or "feature_repo"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", project):
+        raise ConfigError(f"--name: expected a plain identifier (letters, digits and _), got {project!r}")
     source = package_root()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "dbt_project.yml").write_text(_DBT_PROJECT.format(name=project))

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from featurehouse.errors import ConfigError, RequestError, SpecError, did_you_mean
 from featurehouse.specs import (
     KIND_LABELS,
+    RESERVED_COLUMNS,
     Entity,
     FeatureService,
     FeatureView,
@@ -86,8 +87,14 @@ class FeatureRepo:
     def origin(self, kind: str, name: str) -> Origin | None:
         return self.origins.get((kind, name))
 
-    def spec_error(self, kind: str, name: str, field_path: tuple[Any, ...], message: str) -> SpecError:
-        """A SpecError about ``field_path`` of the named object, pointing at its file and line."""
+    def spec_error(
+        self, kind: str, name: str, field_path: tuple[Any, ...], message: str, *, feature: str | None = None
+    ) -> SpecError:
+        """A SpecError about ``field_path`` of the named object, pointing at its file and line.
+
+        ``feature`` names the feature of a view the message is about, so that the message
+        reads ``feature view 'v', feature 'f': ...``.
+        """
         origin = self.origins[(kind, name)]
         line = origin.line
         lines = self.line_maps.get(origin.file)
@@ -95,7 +102,8 @@ class FeatureRepo:
             # LineMaps are per file, so the index that counts is the one within that file
             same_file = [n for n in getattr(self, kind) if self.origins[(kind, n)].file == origin.file]
             line = lines.line((kind, same_file.index(name), *field_path)) or line
-        return SpecError(f"{KIND_LABELS[kind]} '{name}': {message}", origin.file, line)
+        subject = f"{KIND_LABELS[kind]} '{name}'" + (f", feature '{feature}'" if feature else "")
+        return SpecError(f"{subject}: {message}", origin.file, line)
 
     def resolve_features(self, features: str | list[str] | tuple[str, ...]) -> list[ViewSelection]:
         """Turn a service name or a list of ``view:feature`` / ``view`` refs into selections.
@@ -156,13 +164,17 @@ def find_repo_root(start: str | os.PathLike[str] = ".") -> Path:
     )
 
 
-def expand_env(value: str, where: str) -> str:
-    """Replace ``${VAR}`` with the environment's value; an unset variable is an error."""
+def expand_env(value: str, where: str, file: str | None = None, line: int | None = None) -> str:
+    """Replace ``${VAR}`` with the environment's value; an unset variable is an error.
+
+    With ``file`` the error is a SpecError pointing at ``file:line``.
+    """
 
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise ConfigError(f"{where} uses ${{{name}}}, but the environment variable {name} is not set")
+            message = f"{where} uses ${{{name}}}, but the environment variable {name} is not set"
+            raise SpecError(message, file, line) if file else ConfigError(message)
         return os.environ[name]
 
     return _ENV_VAR.sub(replace, value)
@@ -184,7 +196,7 @@ def load_config(root: Path) -> ProjectConfig:
     for key in ("path", "url"):
         value = getattr(store, key)
         if value:
-            updates[key] = expand_env(value, f"{CONFIG_FILE}: online_store.{key}")
+            updates[key] = expand_env(value, f"online_store.{key}", CONFIG_FILE, lines.line(("online_store", key)))
     if store.type == "sqlite" and not (updates.get("path") or store.path):
         updates["path"] = "data/online.db"
     if store.type in ("postgres", "redis") and not (updates.get("url") or store.url):
@@ -269,15 +281,7 @@ def _check_references(repo: FeatureRepo) -> None:
         if view.source not in repo.sources:
             fail("feature_views", view.name, ("source",),
                  f"unknown source '{view.source}'{did_you_mean(view.source, repo.sources)}")
-        keys = repo.join_keys(view)
-        for i, feature in enumerate(view.features):
-            if feature.name in keys:
-                fail("feature_views", view.name, ("schema", i, "name"),
-                     f"feature '{feature.name}' has the name of a join key of its entities")
-        for i, agg in enumerate(view.aggregations):
-            if agg.output_name in keys:
-                fail("feature_views", view.name, ("aggregations", i),
-                     f"aggregation '{agg.output_name}' has the name of a join key of its entities")
+        _check_feature_names(repo, view)
     for service in repo.feature_services.values():
         for i, ref in enumerate(service.features):
             try:
@@ -298,40 +302,76 @@ def _check_references(repo: FeatureRepo) -> None:
             fail("training_sets", training_set.name, ("features",), str(error))
 
 
+def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:
+    """Each output column of a view (join keys, timestamps, features) has its own name."""
+    key_owner = {key: entity for entity in view.entities for key in repo.entities[entity].join_keys}
+    named = [(("schema", i, "name"), f.name, "feature") for i, f in enumerate(view.features)]
+    named += [(("aggregations", i), a.output_name, "aggregation") for i, a in enumerate(view.aggregations)]
+    first_line: dict[str, int | None] = {}
+    for field_path, name, label in named:
+        where = repo.spec_error("feature_views", view.name, field_path, "")
+        if name in key_owner:
+            message = f"{label} '{name}' has the name of the join key of entity '{key_owner[name]}'; rename the {label}"
+        elif name in RESERVED_COLUMNS:
+            message = (f"{label} '{name}' has a name featurehouse reserves for its timestamp columns "
+                       f"({', '.join(sorted(RESERVED_COLUMNS))}); rename the {label}")
+        elif name in first_line:
+            message = f"{label} '{name}' is declared twice (first at line {first_line[name]})"
+        else:
+            first_line[name] = where.line
+            continue
+        raise repo.spec_error("feature_views", view.name, field_path, message)
+
+
 # ---- pydantic errors → one sentence ---------------------------------------------------------
 def _spec_error(
     error: ValidationError, data: Any, lines: LineMap, file: str, root_model: type[BaseModel]
 ) -> SpecError:
-    first = error.errors()[0]
+    errors = error.errors()
+    # a misspelt key also makes the real one "missing": the misspelling is the one to report
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(first["loc"])
     # pydantic adds the union member or validator name to the loc in some cases; drop them
     loc = tuple(part for part in loc if not (isinstance(part, str) and ("[" in part or part.startswith("function-"))))
     line = lines.line(loc)
     subject = _subject(data, loc)
-    field_path = _field_path(loc)
+    # the path of the field inside the object the subject names
+    inner = loc[4:] if ", feature '" in subject else loc[2:] if subject else loc
     kind = first["type"]
     if kind == "extra_forbidden":
         owner = _model_at(root_model, loc[:-1])
         allowed = _field_names(owner) if owner else []
         what = "top-level key" if len(loc) == 1 else "field"
-        message = f"unknown {what} '{loc[-1]}'{did_you_mean(str(loc[-1]), allowed)}"
-        if not did_you_mean(str(loc[-1]), allowed) and allowed:
+        hint = did_you_mean(str(loc[-1]), allowed)
+        message = f"unknown {what} '{loc[-1]}'{hint}"
+        if not hint and allowed:
             message += f"; expected one of {', '.join(allowed)}"
-        field_prefix = _field_path(loc[:-1])
-        message = f"{field_prefix}: {message}" if field_prefix and "." in field_prefix else message
+        parent = _field_path(inner[:-1])
+        message = f"{parent}: {message}" if parent else message
     elif kind == "missing":
         message = f"missing required field '{loc[-1]}'"
-        parent = _field_path(loc[:-1])
-        if parent and "." in parent:
-            message = f"{parent}: {message}"
+        parent = _field_path(inner[:-1])
+        message = f"{parent}: {message}" if parent else message
     else:
         text = first["msg"]
         if text.startswith("Value error, "):
             text = text[len("Value error, "):]
+        elif kind == "literal_error":
+            choices = re.findall(r"'([^']*)'", str(first.get("ctx", {}).get("expected", "")))
+            text = (f"expected {first['ctx']['expected']}, got {first.get('input')!r}"
+                    f"{did_you_mean(str(first.get('input')), choices)}")
+        elif kind in ("model_type", "model_attributes_type", "dict_type"):
+            example = " such as {name: conv_rate, dtype: float32}" if inner[-2:-1] == ("schema",) else ""
+            text = f"expected a mapping{example}, got {first.get('input')!r}"
+        elif kind == "list_type":
+            text = f"expected a list such as [{first.get('input')}], got {first.get('input')!r}"
+        elif kind in ("bool_type", "bool_parsing"):
+            text = f"expected true or false, got {first.get('input')!r}"
         elif text.startswith("Input should be "):
             text = "expected " + text[len("Input should be "):] + f", got {first.get('input')!r}"
         elif text.startswith("List should have at least 1 item"):
             text = "expected at least one item"
+        field_path = _field_path(inner)
         message = f"{field_path}: {text}" if field_path else text
     if subject:
         message = f"{subject}: {message}"
@@ -339,24 +379,38 @@ def _spec_error(
 
 
 def _subject(data: Any, loc: tuple[Any, ...]) -> str:
-    """``feature view 'driver_hourly_stats'`` for a loc inside that item, else empty."""
+    """``feature view 'driver_hourly_stats'`` for a loc inside that item, else empty.
+
+    Inside a view's ``schema:`` list it also names the feature:
+    ``feature view 'driver_hourly_stats', feature 'conv_rate'``.
+    """
     if len(loc) >= 2 and loc[0] in KIND_LABELS and isinstance(loc[1], int):
         try:
             item = data[loc[0]][loc[1]]
         except (KeyError, IndexError, TypeError):
             return ""
         label = KIND_LABELS[loc[0]]
-        if isinstance(item, dict) and isinstance(item.get("name"), str):
-            return f"{label} '{item['name']}'"
-        return f"{label} #{loc[1] + 1}"
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str)):
+            return f"{label} #{loc[1] + 1}"
+        subject = f"{label} '{item['name']}'"
+        if _in_feature(loc) and len(loc) > 4:
+            schema = item.get("schema")
+            feature = schema[loc[3]] if isinstance(schema, list) and loc[3] < len(schema) else None
+            if isinstance(feature, dict) and isinstance(feature.get("name"), str):
+                subject += f", feature '{feature['name']}'"
+        return subject
     return ""
 
 
+def _in_feature(loc: tuple[Any, ...]) -> bool:
+    """Is ``loc`` inside one feature of a view's ``schema:`` list?"""
+    return len(loc) >= 4 and loc[0] == "feature_views" and loc[2] == "schema" and isinstance(loc[3], int)
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
-    """``schema[1].dtype`` for ``('feature_views', 0, 'schema', 1, 'dtype')``."""
-    parts = loc[2:] if len(loc) >= 2 and loc[0] in KIND_LABELS and isinstance(loc[1], int) else loc
+    """``schema[1].dtype`` for ``('schema', 1, 'dtype')``."""
     out = ""
-    for part in parts:
+    for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

@@ -7,9 +7,9 @@ smuggle SQL through a name. Cross-references are checked in ``featurehouse.repo`
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 
 from featurehouse.durations import parse_duration
 
@@ -29,8 +29,12 @@ AGGREGATION_FUNCTIONS = ("sum", "count", "mean", "min", "max", "stddev")
 
 def check_identifier(value: str) -> str:
     if not isinstance(value, str) or not IDENTIFIER.match(value):
+        # a name with dashes, dots or spaces has an obvious identifier spelling; one with
+        # quotes or semicolons looks like SQL, and guessing a name for it would not help
+        plain = re.sub(r"[-. ]", "_", value) if isinstance(value, str) else ""
+        hint = f" (did you mean '{plain}'?)" if plain != value and IDENTIFIER.match(plain) else ""
         raise ValueError(
-            f"expected a plain identifier (letters, digits and _, not starting with a digit), got {value!r}"
+            f"expected a plain identifier (letters, digits and _, not starting with a digit), got {value!r}{hint}"
         )
     if len(value) > MAX_IDENTIFIER_LENGTH:
         raise ValueError(f"names are at most {MAX_IDENTIFIER_LENGTH} characters, {value!r} has {len(value)}")
@@ -48,14 +52,22 @@ def check_dtype(value: str) -> str:
     from featurehouse.errors import did_you_mean
 
     hint = did_you_mean(str(value), SCALAR_DTYPES) or " (arrays are written array<float32>)"
-    raise ValueError(f"expected a dtype, one of {', '.join(SCALAR_DTYPES)} or array<T>, got {value!r}{hint}")
+    raise ValueError(f"expected one of {', '.join(SCALAR_DTYPES)} or array<T>, got {value!r}{hint}")
 
 
 def _duration(value: object) -> int:
     return parse_duration(value)
 
 
+def check_path(value: str) -> str:
+    # the path lands in a dbt model, where Jinja would be rendered
+    if any(mark in value for mark in ("{{", "{%", "{#")):
+        raise ValueError(f"expected a file path without Jinja ({{{{, {{% or {{#), got {value!r}")
+    return value
+
+
 Identifier = Annotated[str, AfterValidator(check_identifier)]
+FilePath = Annotated[str, AfterValidator(check_path)]
 DType = Annotated[str, AfterValidator(check_dtype)]
 Duration = Annotated[int, BeforeValidator(_duration)]
 
@@ -82,7 +94,7 @@ def _exactly_one_location(model: BaseModel, kinds: tuple[str, ...], what: str) -
 
 class Source(SpecModel):
     name: Identifier
-    path: str | None = None
+    path: FilePath | None = None
     table: str | None = None
     ref: Identifier | None = None
     source: str | None = None
@@ -117,12 +129,25 @@ class Feature(SpecModel):
     tags: dict[str, str] = {}
 
 
+MAX_AGGREGATION_WINDOW = 365 * 86400
+
+
 class Aggregation(SpecModel):
     column: Identifier
     function: str
     window: Duration
     name: Identifier | None = None
     description: str = ""
+    # the window as written (``7d``), so the default name reads like the spec, not ``1w``
+    _window_text: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_window_text(cls, data: object, handler: Any) -> "Aggregation":
+        aggregation = handler(data)
+        if isinstance(data, dict) and isinstance(data.get("window"), str):
+            aggregation._window_text = "".join(data["window"].split())
+        return aggregation
 
     @model_validator(mode="after")
     def _check(self) -> "Aggregation":
@@ -135,13 +160,18 @@ class Aggregation(SpecModel):
             )
         if self.window <= 0:
             raise ValueError("window: an aggregation needs a window greater than 0")
+        if self.window > MAX_AGGREGATION_WINDOW:
+            from featurehouse.durations import format_duration
+
+            raise ValueError(f"window: at most 365d, got {format_duration(self.window)}")
         return self
 
     @property
     def output_name(self) -> str:
+        """``name``, or ``<column>_<function>_<window as written>`` (``amount_sum_7d``)."""
         from featurehouse.durations import format_duration
 
-        return self.name or f"{self.column}_{self.function}_{format_duration(self.window)}"
+        return self.name or f"{self.column}_{self.function}_{self._window_text or format_duration(self.window)}"
 
 
 class FeatureView(SpecModel):
@@ -159,15 +189,9 @@ class FeatureView(SpecModel):
 
     @model_validator(mode="after")
     def _check(self) -> "FeatureView":
+        # clashes between feature names are checked in featurehouse.repo, which knows their lines
         if not self.features and not self.aggregations:
             raise ValueError("a feature view needs a schema: (its features) or aggregations:")
-        seen: set[str] = set()
-        for name in self.feature_names:
-            if name in RESERVED_COLUMNS:
-                raise ValueError(f"feature name {name!r} is reserved for the timestamp column featurehouse adds")
-            if name in seen:
-                raise ValueError(f"feature {name!r} is declared twice")
-            seen.add(name)
         return self
 
     @property
@@ -189,7 +213,7 @@ class FeatureService(SpecModel):
 
 class Spine(SpecModel):
     ref: Identifier | None = None
-    path: str | None = None
+    path: FilePath | None = None
     table: str | None = None
     source: str | None = None
     timestamp_field: Identifier | None = None

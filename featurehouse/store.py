@@ -127,7 +127,10 @@ class RetrievalJob:
         )
         self._check_join_keys(columns)
         self._check_clashes(columns)
-        numbered = spine.append_column(ROW_NUMBER_COLUMN, pa.array(range(spine.num_rows), type=pa.int64()))
+        # numpy's arange, not range(): building 1M Python ints costs ~0.3 s
+        import numpy as np
+
+        numbered = spine.append_column(ROW_NUMBER_COLUMN, pa.array(np.arange(spine.num_rows, dtype=np.int64)))
         from featurehouse.warehouse import SPINE_PLACEHOLDER
 
         sql = self._render(SPINE_PLACEHOLDER, timestamp, columns, ROW_NUMBER_COLUMN)
@@ -220,13 +223,14 @@ def _as_arrow(entity_df: Any) -> "pa.Table":
 
 
 def _feature_arrow_types(plan: Any, repo: "FeatureRepo") -> dict[str, "pa.DataType"]:
+    from featurehouse.compiler import feature_dtypes
     from featurehouse.types import arrow_type
 
     types: dict[str, pa.DataType] = {}
     for selection in plan.selections:
-        dtypes = {f.name: f.dtype for f in selection.view.features}
+        dtypes = feature_dtypes(selection.view)
         for feature in selection.features:
-            types[plan.prefix(selection.view) + feature] = arrow_type(dtypes.get(feature, "float64"))
+            types[plan.prefix(selection.view) + feature] = arrow_type(dtypes[feature])
     return types
 
 
@@ -241,11 +245,13 @@ def _restore_spine_types(result: "pa.Table", spine_schema: "pa.Schema | None", p
     for name in result.column_names:
         column = result.column(name)
         target = wanted.get(name)
-        if target is not None and column.type != target:
-            try:
-                column = column.cast(target)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
+        if target is not None:
+            # an entity_df column (a naive one stays naive) or a feature of known dtype
+            if column.type != target:
+                try:
+                    column = column.cast(target)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    pass
         elif pa.types.is_timestamp(column.type) and column.type.tz is None:
             column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
         columns.append(column)

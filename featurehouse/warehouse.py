@@ -51,6 +51,11 @@ class Warehouse:
         pass
 
 
+_DUCKDB_RESOURCE_SETTINGS = frozenset({
+    "memory_limit", "max_memory", "threads", "worker_threads", "temp_directory", "max_temp_directory_size",
+})
+
+
 class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
 
@@ -76,6 +81,26 @@ class DuckDBWarehouse(Warehouse):
             raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {error}") from None
         # Timestamps are stored as UTC; show them as UTC whatever the machine's zone is.
         self._con.execute("SET TimeZone = 'UTC'").fetchall()
+        self._apply_settings(target.config.get("settings") or {})
+
+    def _apply_settings(self, settings: dict[str, Any]) -> None:
+        """The profile's resource settings (memory_limit, threads, ...), as dbt-duckdb applies them.
+
+        Only settings that bound the join's resources: others (S3 credentials, ...) may
+        need extensions that the SDK does not load.
+        """
+        import duckdb
+
+        for name, value in settings.items():
+            if name.lower() not in _DUCKDB_RESOURCE_SETTINGS:
+                continue
+            try:
+                self._con.execute(f"SET {name} = ?", [str(value)]).fetchall()
+            except duckdb.Error as error:
+                raise WarehouseError(
+                    f"profiles.yml target '{self.target.target_name}': cannot apply DuckDB setting "
+                    f"{name}={value!r}: {error}"
+                ) from None
 
     def relation(self, model: str) -> str:
         database = self.target.config.get("database")

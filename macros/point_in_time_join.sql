@@ -2,21 +2,32 @@
   point_in_time_join: for every spine row, the features each view had at the row's time.
 
   Arguments
-    spine             a relation (ref/source) or a quoted table name; its rows are kept once,
-                      in order, with all their columns
+    spine             a relation (ref/source) or SQL text naming one (a quoted table name,
+                      read_parquet(...)); its rows are kept once, in order, with all columns
     views             list of dicts, one per feature view:
-                        name, relation, join_keys (list), features (list of {name, dtype}),
-                        ttl_seconds (0 = unlimited), filter_by_created (bool), prefix ('' or 'view__')
-    timestamp_column  the spine's timestamp column (naive = UTC)
+                        name, relation, join_keys (list), features (requested, list of
+                        {name, dtype}), all_features (every feature of the view in schema
+                        order, for the full-tie rule; default: features), ttl_seconds
+                        (0 = unlimited), filter_by_created (bool), prefix ('' or 'view__')
+    timestamp_column  the spine's timestamp column (naive = UTC, zoned = converted to UTC)
     spine_columns     the spine's columns, in order; looked up from the relation when omitted
     order_column      a unique column giving the spine's order; without it the scan order is
                       numbered with row_number() over ()
 
-  Semantics (README, "Point-in-time semantics"): candidates have the same keys and
-  event_timestamp <= t, and with a ttl event_timestamp >= t - ttl; the greatest
-  event_timestamp wins, ties go to the greatest created_timestamp (NULL counts as oldest),
-  and a full tie goes to the row whose feature values are greatest in schema order, NULL
-  counting as greater than any value. No candidate: NULL features.
+  Semantics (README, "Point-in-time semantics"; tests/reference.py is the executable
+  version, checked against every implementation below on DuckDB and Postgres). For a
+  spine row with keys K and time t:
+  - candidates: same K (a NULL key matches nothing), event_timestamp <= t, and with a
+    ttl T > 0 event_timestamp >= t - T (both bounds inclusive);
+  - filter_by_created: also created_timestamp <= t. A NULL created_timestamp passes: NULL
+    created means "no record of when it was written", read as oldest, as in the tie-break;
+  - winner: greatest event_timestamp, then greatest created_timestamp (NULL oldest), then,
+    on a full tie, the row whose tuple of ALL the view's features (all_features, schema
+    order; not only the requested ones) is greatest, NULL greater than any value, strings
+    byte-wise (docs/decisions/0001-full-tie-rule.md);
+  - no candidate, or a NULL spine time: the view's features are NULL.
+  Floats that compare equal but differ (0.0 and -0.0) are the one full tie that is not
+  resolved: either may come back.
 -#}
 {% macro point_in_time_join(spine, views, timestamp_column='event_timestamp', spine_columns=none, order_column=none) -%}
   {{ return(adapter.dispatch('point_in_time_join', 'featurehouse')(spine, views, timestamp_column, spine_columns, order_column)) }}
@@ -40,7 +51,9 @@ with __fh_spine as (
 )
 {%- for view in views %}
 {%- set i = loop.index %}
-{%- if view.filter_by_created %}
+{%- if view.get('aggregations') %}
+{{ featurehouse._pit_aggregation_cte(view, i, row) }}
+{%- elif view.filter_by_created %}
 {{ featurehouse._pit_created_filter_ctes(view, i, row) }}
 {%- else %}
 {{ featurehouse._pit_fill_forward_ctes(view, i, row) }}
@@ -68,15 +81,19 @@ order by s.{{ row }}
     so each spine row falls in the group headed by its winning feature row. -#}
 {% macro _pit_fill_forward_ctes(view, i, row) -%}
 {%- set keys = featurehouse._quoted_list(view.join_keys) -%}
+{%- set tie_break = featurehouse._pit_tie_break(view) -%}
+{%- set requested = view.features | map(attribute='name') | list -%}
+{%- set carried = view.features | list -%}
+{%- for feature in tie_break if feature.name not in requested %}{% do carried.append(feature) %}{% endfor -%}
 , __fh_u{{ i }} as (
     select {{ keys }}, event_timestamp as __fh_t, 0 as __fh_kind, cast(null as {{ dbt.type_bigint() }}) as __fh_row,
            created_timestamp as __fh_c
-           {%- for feature in view.features %}, {{ adapter.quote(feature.name) }}{% endfor %}
+           {%- for feature in carried %}, {{ adapter.quote(feature.name) }}{% endfor %}
     from {{ view.relation }}
     where event_timestamp is not null{% for key in view.join_keys %} and {{ adapter.quote(key) }} is not null{% endfor %}
     union all
     select {{ keys }}, __fh_ts, 1, {{ row }}, null
-           {%- for feature in view.features %}, null{% endfor %}
+           {%- for feature in carried %}, null{% endfor %}
     from __fh_spine
 )
 , __fh_g{{ i }} as (
@@ -85,7 +102,7 @@ order by s.{{ row }}
         count(case when __fh_kind = 0 then 1 end) over (
             partition by {{ keys }}
             order by __fh_t, __fh_kind, __fh_c nulls first
-                {%- for feature in view.features %}, {{ featurehouse._pit_order_expression(adapter.quote(feature.name), feature.dtype) }} nulls last{% endfor %}
+                {%- for feature in tie_break %}, {{ featurehouse._pit_order_expression(adapter.quote(feature.name), feature.dtype) }} nulls last{% endfor %}
             rows between unbounded preceding and current row
         ) as __fh_grp
     from __fh_u{{ i }}
@@ -127,7 +144,7 @@ order by s.{{ row }}
             *,
             row_number() over (
                 partition by {{ keys }}, event_timestamp, created_timestamp
-                order by {% for feature in view.features %}{{ featurehouse._pit_order_expression(adapter.quote(feature.name), feature.dtype) }} desc nulls first{{ ", " if not loop.last }}{% endfor %}
+                order by {% for feature in featurehouse._pit_tie_break(view) %}{{ featurehouse._pit_order_expression(adapter.quote(feature.name), feature.dtype) }} desc nulls first{{ ", " if not loop.last }}{% endfor %}
             ) as __fh_rank
         from {{ view.relation }}
         where event_timestamp is not null{% for key in view.join_keys %} and {{ adapter.quote(key) }} is not null{% endfor %}
@@ -195,21 +212,26 @@ with __fh_spine as (
     from __fh_spine
 )
 {%- for view in views %}
+{%- if view.get('aggregations') %}
+{{ featurehouse._pit_aggregation_cte(view, loop.index, row) }}
+{%- else %}
 , __fh_f{{ loop.index }} as (
     select
         {{ featurehouse._quoted_list(view.join_keys) }},
-        event_timestamp as __fh_e,
         {
             'e': event_timestamp,
             'c': coalesce(created_timestamp, '-infinity'::timestamp),
-            'v': { {%- for feature in view.features %}'{{ feature.name }}': {{ adapter.quote(feature.name) }}{{ ", " if not loop.last }}{% endfor -%} }
+            'v': { {%- for feature in featurehouse._pit_tie_break(view) %}'{{ feature.name }}': {{ adapter.quote(feature.name) }}{{ ", " if not loop.last }}{% endfor -%} }
         } as __fh_key
-        {%- for feature in view.features %},
+        {#- the features travel inside the key only: a second copy of them costs ~10% time
+            and ~250 MB per 10M feature rows in the join's sorted build side -#}
+        {%- for feature in featurehouse._pit_key_misses(view) %},
         {{ adapter.quote(feature.name) }}
         {%- endfor %}
     from {{ view.relation }}
     where event_timestamp is not null
 )
+{%- endif %}
 {%- endfor %}
 select
     {%- if spine_columns is not none %}
@@ -222,18 +244,23 @@ select
     {%- for view in views %}
     {%- set f = "f" ~ loop.index %}
     {%- for feature in view.features %},
-    {%- if view.ttl_seconds and view.ttl_seconds > 0 %}
-    case when s.__fh_ts is not null{{ featurehouse._pit_ttl_condition(f ~ '.__fh_e', 's.__fh_ts', view.ttl_seconds) }} then {{ f }}.{{ adapter.quote(feature.name) }} end
+    {%- if view.get('aggregations') %}
+    {{ f }}.{{ adapter.quote(feature.name) }}
     {%- else %}
-    case when s.__fh_ts is not null then {{ f }}.{{ adapter.quote(feature.name) }} end
+    {%- set value = f ~ '.' ~ adapter.quote(feature.name) if feature.name in featurehouse._pit_key_misses(view) | map(attribute='name') else f ~ '.__fh_key.v.' ~ adapter.quote(feature.name) %}
+    case when s.__fh_ts is not null{{ featurehouse._pit_ttl_condition(f ~ '.__fh_key.e', 's.__fh_ts', view.ttl_seconds) }} then {{ value }} end
     {%- endif %} as {{ adapter.quote(view.prefix ~ feature.name) }}
     {%- endfor %}
     {%- endfor %}
 from __fh_probe as s
-{%- for view in views %}
-{%- set f = "f" ~ loop.index %}
-asof left join __fh_f{{ loop.index }} as {{ f }}
+{%- for view in views if not view.get('aggregations') %}
+{%- set f = "f" ~ (views.index(view) + 1) %}
+asof left join __fh_f{{ views.index(view) + 1 }} as {{ f }}
     on {% for key in view.join_keys %}{{ f }}.{{ adapter.quote(key) }} = s.{{ adapter.quote(key) }} and {% endfor %}s.__fh_probe >= {{ f }}.__fh_key
+{%- endfor %}
+{%- for view in views if view.get('aggregations') %}
+{%- set f = "f" ~ (views.index(view) + 1) %}
+left join __fh_r{{ views.index(view) + 1 }} as {{ f }} on {{ f }}.__fh_row = s.{{ row }}
 {%- endfor %}
 order by s.{{ row }}
 {%- endmacro %}
@@ -248,6 +275,26 @@ order by s.{{ row }}
 
 {#- ---- helpers ------------------------------------------------------------------- -#}
 
+{#- An aggregation view's per-spine-row result (__fh_row + its outputs), from
+    window_aggregation over the spine: window sums and counts, not a latest row. -#}
+{% macro _pit_aggregation_cte(view, i, row) -%}
+, __fh_r{{ i }} as (
+{{ featurehouse.window_aggregation('__fh_spine', view.relation, view.join_keys, view.aggregations, '__fh_ts', row) }}
+)
+{%- endmacro %}
+
+{#- The features a full tie compares, in schema order: all of the view's (`all_features`),
+    so that a value never depends on which other features were requested. -#}
+{% macro _pit_tie_break(view) -%}
+  {{ return(view.get('all_features') or view.features) }}
+{%- endmacro %}
+
+{#- requested features missing from the tie-break key (only when all_features omits some) -#}
+{% macro _pit_key_misses(view) -%}
+  {%- set in_key = featurehouse._pit_tie_break(view) | map(attribute='name') | list -%}
+  {{ return(view.features | rejectattr('name', 'in', in_key) | list) }}
+{%- endmacro %}
+
 {% macro _quoted_list(names) -%}
   {%- for name in names %}{{ adapter.quote(name) }}{{ ", " if not loop.last }}{% endfor -%}
 {%- endmacro %}
@@ -256,7 +303,13 @@ order by s.{{ row }}
   {%- if ttl_seconds and ttl_seconds > 0 %} and {{ event_expression }} >= {{ dbt.dateadd('second', -1 * ttl_seconds, time_expression) }}{% endif -%}
 {%- endmacro %}
 
+{#- The spine's column names. A `table:` or `path:` spine arrives as SQL text, not a
+    Relation, so its columns come from an empty query instead of the catalog. -#}
 {% macro _relation_columns(relation) -%}
+  {%- if not execute -%}{{ return([]) }}{%- endif -%}
+  {%- if relation is string -%}
+    {{ return(get_columns_in_query('select * from ' ~ relation)) }}
+  {%- endif -%}
   {%- set names = [] -%}
   {%- for column in adapter.get_columns_in_relation(relation) %}{% do names.append(column.name) %}{% endfor -%}
   {{ return(names) }}

@@ -12,10 +12,18 @@
 {%- endmacro %}
 
 {#- epoch_us() reads the absolute instant of a TIMESTAMPTZ and the wall clock of a naive
-    TIMESTAMP (taken as UTC), without consulting the session time zone.
+    TIMESTAMP (taken as UTC), without consulting the session time zone. It has no overload
+    for TIMESTAMPTZ_NS (pandas' zoned timestamps, and parquet files pandas wrote), so the
+    branch is picked by type; typeof() is constant, DuckDB folds the CASE away, and each
+    branch only runs for its own type (nanoseconds are floored to microseconds):
     https://duckdb.org/docs/stable/sql/functions/timestamp -#}
 {% macro duckdb__utc_timestamp(expression) -%}
-  make_timestamp(epoch_us({{ expression }}))
+  {%- set ns = 'epoch_ns(' ~ expression ~ ')' -%}
+  make_timestamp(case typeof({{ expression }})
+      when 'TIMESTAMP WITH TIME ZONE' then epoch_us(({{ expression }})::timestamptz)
+      when 'TIMESTAMPTZ_NS' then ({{ ns }} - ({{ ns }} % 1000 + 1000) % 1000) // 1000
+      when 'TIMESTAMP_NS' then ({{ ns }} - ({{ ns }} % 1000 + 1000) % 1000) // 1000
+      else epoch_us(({{ expression }})::timestamp) end)
 {%- endmacro %}
 
 {#- Both branches must type-check; each is only evaluated for its own input type.

@@ -5,8 +5,8 @@
 {{ featurehouse.point_in_time_join(
     spine=ref('driver_labels'),
     views=[
-        {'name': 'driver_hourly_stats', 'relation': ref('fv_driver_hourly_stats'), 'join_keys': ["driver_id"], 'features': [{'name': 'conv_rate', 'dtype': 'float32'}, {'name': 'acc_rate', 'dtype': 'float32'}, {'name': 'avg_daily_trips', 'dtype': 'int64'}], 'ttl_seconds': 86400, 'filter_by_created': false, 'prefix': ''},
-        {'name': 'customer_profile', 'relation': ref('fv_customer_profile'), 'join_keys': ["customer_id"], 'features': [{'name': 'current_balance', 'dtype': 'float32'}, {'name': 'avg_passenger_count', 'dtype': 'float32'}, {'name': 'lifetime_trip_count', 'dtype': 'int64'}], 'ttl_seconds': 172800, 'filter_by_created': false, 'prefix': ''}
+        {'name': 'driver_hourly_stats', 'relation': ref('fv_driver_hourly_stats'), 'join_keys': ["driver_id"], 'features': [{'name': 'conv_rate', 'dtype': 'float32'}, {'name': 'acc_rate', 'dtype': 'float32'}, {'name': 'avg_daily_trips', 'dtype': 'int64'}], 'all_features': [{'name': 'conv_rate', 'dtype': 'float32'}, {'name': 'acc_rate', 'dtype': 'float32'}, {'name': 'avg_daily_trips', 'dtype': 'int64'}, {'name': 'trips_per_hour', 'dtype': 'float64'}], 'ttl_seconds': 86400, 'filter_by_created': false, 'prefix': ''},
+        {'name': 'customer_profile', 'relation': ref('fv_customer_profile'), 'join_keys': ["customer_id"], 'features': [{'name': 'current_balance', 'dtype': 'float32'}, {'name': 'avg_passenger_count', 'dtype': 'float32'}, {'name': 'lifetime_trip_count', 'dtype': 'int64'}], 'all_features': [{'name': 'current_balance', 'dtype': 'float32'}, {'name': 'avg_passenger_count', 'dtype': 'float32'}, {'name': 'lifetime_trip_count', 'dtype': 'int64'}], 'ttl_seconds': 172800, 'filter_by_created': false, 'prefix': ''}
     ],
     timestamp_column='event_timestamp'
 ) }}

@@ -1,0 +1,254 @@
+"""Benchmark `featurehouse sync`: 1M entities x 3 features into SQLite, Postgres and Redis.
+
+For each store: a full sync (warehouse read, fingerprints, writes, state), the raw client
+doing the same writes (sqlite3 executemany, psycopg COPY, redis-py pipelined HSET), and an
+incremental sync after 1% of the entities got a newer row. Prints a Markdown table.
+
+    .venv/bin/python bench/bench_sync.py [--entities 1000000] [--stores sqlite,postgres,redis]
+
+Needs Postgres at FEATUREHOUSE_BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/test)
+and Redis at FEATUREHOUSE_BENCH_REDIS_URL (default redis://127.0.0.1:6379/0); it writes
+into a throwaway schema / key prefix and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("FEATUREHOUSE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("FEATUREHOUSE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+SPECS = """\
+entities:
+  - {name: driver, join_keys: [driver_id], value_type: int64}
+sources:
+  - {name: stats_source, path: data/stats.parquet, timestamp_field: event_timestamp, created_timestamp_column: created}
+feature_views:
+  - name: driver_stats
+    entities: [driver]
+    source: stats_source
+    ttl: 7d
+    schema:
+      - {name: conv_rate, dtype: float32}
+      - {name: acc_rate, dtype: float32}
+      - {name: avg_daily_trips, dtype: int64}
+    online: true
+"""
+PROJECT = """\
+name: bench_repo
+version: "0.1.0"
+config-version: 2
+profile: bench_repo
+model-paths: ["models"]
+"""
+PROFILES = """\
+bench_repo:
+  target: dev
+  outputs:
+    dev: {type: duckdb, path: data/warehouse.duckdb, threads: 2}
+"""
+
+
+def stats_table(count: int, now: datetime, seed: int, changed: float = 0.0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    event = np.full(count, np.datetime64(now - timedelta(hours=2), "us"))
+    table = pa.table({
+        "driver_id": np.arange(1, count + 1, dtype=np.int64),
+        "event_timestamp": event,
+        "created": event + np.timedelta64(5, "m"),
+        "conv_rate": rng.random(count, dtype=np.float32),
+        "acc_rate": rng.random(count, dtype=np.float32),
+        "avg_daily_trips": rng.integers(0, 100, count),
+    })
+    if changed:
+        newer = table.filter(pa.array(rng.random(count) < changed))
+        later = pa.array(np.full(newer.num_rows, np.datetime64(now - timedelta(hours=1), "us")))
+        newer = newer.set_column(1, "event_timestamp", later).set_column(2, "created", later)
+        table = pa.concat_tables([table, newer])
+    return table
+
+
+def make_repo(folder: Path, count: int, now: datetime) -> Path:
+    root = folder / "repo"
+    (root / "data").mkdir(parents=True)
+    (root / "feature_specs").mkdir()
+    (root / "feature_specs" / "specs.yml").write_text(SPECS)
+    (root / "dbt_project.yml").write_text(PROJECT)
+    (root / "profiles.yml").write_text(PROFILES)
+    (root / "dbt_packages").mkdir()
+    os.symlink(ROOT, root / "dbt_packages" / "featurehouse")
+    pq.write_table(stats_table(count, now, 1), root / "data" / "stats.parquet")
+    build(root)
+    return root
+
+
+def build(root: Path) -> None:
+    from featurehouse import compiler
+    from featurehouse.repo import load_repo
+
+    (root / "featurehouse.yml").write_text("project: bench_repo\nonline_store:\n  type: sqlite\n")
+    repo = load_repo(root)
+    compiler.write(root / repo.config.models_dir, compiler.compile_repo(repo, "duckdb"))
+    code = "from dbt.cli.main import dbtRunner; import sys; sys.exit(0 if dbtRunner().invoke(sys.argv[1:]).success else 1)"
+    subprocess.run([sys.executable, "-c", code, "build", "--quiet", "--project-dir", str(root),
+                    "--profiles-dir", str(root)], cwd=root, check=True)
+
+
+def configure(root: Path, kind: str, name: str) -> None:
+    store = {"sqlite": f"  type: sqlite\n  path: data/{name}.db\n",
+             "postgres": f"  type: postgres\n  url: {POSTGRES_URL}\n  schema: {name}\n",
+             "redis": f"  type: redis\n  url: {REDIS_URL}\n  key_prefix: {name}\n"}[kind]
+    (root / "featurehouse.yml").write_text(f"project: bench_repo\nonline_store:\n{store}")
+
+
+def snapshot_rows(root: Path) -> pa.Table:
+    import duckdb
+
+    con = duckdb.connect(str(root / "data" / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql("select * from main.online_driver_stats").to_arrow_table()
+    finally:
+        con.close()
+
+
+# ---- raw clients doing the same writes ------------------------------------------------------------------
+def raw_sqlite(root: Path, table: pa.Table, name: str) -> float:
+    import sqlite3
+
+    path = root / "data" / f"{name}_raw.db"
+    started = time.perf_counter()
+    rows = list(zip(*(c.to_pylist() for c in table.columns)))
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("create table t (driver_id integer primary key, event_timestamp, created_timestamp, "
+                "conv_rate real, acc_rate real, avg_daily_trips integer)")
+    con.execute("begin")
+    con.executemany("insert into t values (?, ?, ?, ?, ?, ?)", rows)
+    con.execute("commit")
+    con.close()
+    return time.perf_counter() - started
+
+
+def raw_postgres(table: pa.Table, name: str) -> float:
+    import psycopg
+
+    started = time.perf_counter()
+    with psycopg.connect(POSTGRES_URL) as con:
+        con.execute(f'create schema if not exists "{name}"')
+        con.execute(f'create table "{name}".raw (driver_id bigint primary key, event_timestamp timestamptz, '
+                    "created_timestamp timestamptz, conv_rate real, acc_rate real, avg_daily_trips bigint)")
+        with con.cursor().copy(f'copy "{name}".raw from stdin') as copy:
+            for batch in table.to_batches(100_000):
+                for row in zip(*(c.to_pylist() for c in batch.columns)):
+                    copy.write_row(row)
+    return time.perf_counter() - started
+
+
+def raw_redis(table: pa.Table, name: str) -> float:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    started = time.perf_counter()
+    columns = {c: table.column(c).to_pylist() for c in table.column_names}
+    pipe = client.pipeline(transaction=False)
+    for i, driver in enumerate(columns["driver_id"]):
+        pipe.hset(f"{name}raw:driver_stats:{driver}", mapping={
+            "_ts": int(columns["event_timestamp"][i].timestamp() * 1e6),
+            "_created": int(columns["created_timestamp"][i].timestamp() * 1e6),
+            "conv_rate": columns["conv_rate"][i], "acc_rate": columns["acc_rate"][i],
+            "avg_daily_trips": columns["avg_daily_trips"][i]})
+        if len(pipe) >= 10_000:
+            pipe.execute()
+    pipe.execute()
+    elapsed = time.perf_counter() - started
+    client.close()
+    return elapsed
+
+
+def cleanup(kind: str, name: str, root: Path) -> None:
+    if kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as con:
+            con.execute(f'drop schema if exists "{name}" cascade')
+    elif kind == "redis":
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for prefix in (name, name + "raw"):
+            batch = []
+            for key in client.scan_iter(match=f"{prefix}:*", count=10_000):
+                batch.append(key)
+                if len(batch) >= 10_000:
+                    client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                client.unlink(*batch)
+        client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entities", type=int, default=1_000_000)
+    parser.add_argument("--stores", default="sqlite,postgres,redis")
+    args = parser.parse_args()
+    kinds = args.stores.split(",")
+
+    from featurehouse.store import FeatureStore
+    from featurehouse.sync import sync
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    folder = Path(tempfile.mkdtemp(prefix="fh-bench-sync-"))
+    names = {kind: f"fhbench_{uuid.uuid4().hex[:8]}" for kind in kinds}
+    try:
+        print(f"building {args.entities:,} entities in DuckDB ...", file=sys.stderr)
+        root = make_repo(folder, args.entities, now)
+        rows = snapshot_rows(root)
+        results = {}
+        for kind in kinds:
+            configure(root, kind, names[kind])
+            store = FeatureStore(root)
+            full = sync(store)
+            raw = {"sqlite": lambda: raw_sqlite(root, rows, names[kind]), "postgres": lambda: raw_postgres(rows, names[kind]),
+                   "redis": lambda: raw_redis(rows, names[kind])}[kind]()
+            results[kind] = [full.seconds, raw]
+            print(f"{kind}: full {full.summary()}; raw client {raw:.2f} s", file=sys.stderr)
+        pq.write_table(stats_table(args.entities, now, 1, changed=0.01), root / "data" / "stats.parquet")
+        build(root)
+        for kind in kinds:
+            configure(root, kind, names[kind])
+            incremental = sync(FeatureStore(root))
+            results[kind].append(incremental.seconds)
+            results[kind].append(incremental.written)
+            print(f"{kind}: incremental {incremental.summary()}", file=sys.stderr)
+        label = {"sqlite": "SQLite (raw: sqlite3 executemany)", "postgres": "Postgres (raw: psycopg COPY write_row)",
+                 "redis": "Redis (raw: redis-py pipelined HSET)"}
+        print(f"\n{args.entities:,} entities x 3 features, one run, same process (2-core machine)\n")
+        print("| store | full sync | entities/s | raw client | sync / raw | incremental (1% changed) | written | incremental / full |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for kind in kinds:
+            full, raw, incremental, written = results[kind]
+            print(f"| {label[kind]} | {full:.2f} s | {args.entities / full:,.0f} | {raw:.2f} s | {full / raw:.2f}x | "
+                  f"{incremental:.2f} s | {written:,} | {100 * incremental / full:.1f}% |")
+    finally:
+        for kind in kinds:
+            cleanup(kind, names[kind], folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

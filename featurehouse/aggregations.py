@@ -1,0 +1,145 @@
+"""Window aggregations: specs checks, the macro arguments, and the online snapshot models.
+
+A feature view with ``aggregations:`` serves, for each entity and time t, aggregates of its
+events with ``t - W < event_timestamp <= t``. Offline the ``window_aggregation`` macro
+computes them per spine row inside ``point_in_time_join``; online the compiler emits
+``online_<view>.sql``, which computes them for every entity as of the dbt run (see
+docs/aggregations.md). This module registers that generator in ``compiler.EXTENSIONS``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NoReturn
+
+from featurehouse import compiler
+from featurehouse.repo import FeatureRepo
+from featurehouse.specs import Aggregation, FeatureView
+
+ONLINE_PREFIX = "online_"
+
+# count is a number of values; every other function is computed in double precision
+_OUTPUT_DTYPES = {"count": "int64"}
+
+
+def output_dtype(aggregation: Aggregation) -> str:
+    """The dtype of an aggregation's output column."""
+    return _OUTPUT_DTYPES.get(aggregation.function, "float64")
+
+
+def empty_window_values(view: FeatureView) -> dict[str, int | None]:
+    """What each aggregation gives over an empty window: count 0, everything else NULL.
+
+    Online reads use it for an entity the snapshot does not hold (it never had an event),
+    so that they agree with get_historical_features, which gives these values.
+    """
+    return {a.output_name: 0 if a.function == "count" else None for a in view.aggregations}
+
+
+def online_model(view_name: str) -> str:
+    return f"{ONLINE_PREFIX}{view_name}"
+
+
+# ---- validation --------------------------------------------------------------------------------
+def validate(repo: FeatureRepo) -> None:
+    """Check every aggregation view against its source; raise a SpecError at the first problem."""
+    for view in repo.feature_views.values():
+        if view.aggregations:
+            _validate_view(repo, view)
+
+
+def _validate_view(repo: FeatureRepo, view: FeatureView) -> None:
+    def fail(field_path: tuple[object, ...], message: str) -> NoReturn:
+        raise repo.spec_error("feature_views", view.name, field_path, message)
+
+    if view.features:
+        fail(("schema",), "a view with aggregations: computes aggregates only; declare the plain features "
+                          "(schema:) in another feature view over the same source")
+    if view.filter_by_created_timestamp:
+        fail(("filter_by_created_timestamp",),
+             "filter_by_created_timestamp is not supported with aggregations: windows count events by "
+             "event_timestamp; set it to false or remove it")
+    columns = _checkable_source_columns(repo, view)
+    keys = repo.join_keys(view)
+    for index, aggregation in enumerate(view.aggregations):
+        if aggregation.column in keys and aggregation.function != "count":
+            fail(("aggregations", index, "column"),
+                 f"aggregation '{aggregation.output_name}': column '{aggregation.column}' is a join key; "
+                 "only count can aggregate it")
+        if columns is not None and aggregation.column not in columns:
+            from featurehouse.errors import did_you_mean
+
+            hint = did_you_mean(aggregation.column, columns) or f"; the source has {', '.join(sorted(columns))}"
+            fail(("aggregations", index, "column"),
+                 f"aggregation '{aggregation.output_name}': unknown column '{aggregation.column}' "
+                 f"in source '{view.source}'{hint}")
+
+
+def _checkable_source_columns(repo: FeatureRepo, view: FeatureView) -> set[str] | None:
+    """The feature-side names of the source's columns, or None when they cannot be known.
+
+    A table/ref/source is only known when it declares ``columns:`` (otherwise every
+    aggregation column is taken on trust, as feature columns are); files are checked by
+    the compiler when it reads them.
+    """
+    source = repo.sources[view.source]
+    if source.path is not None:
+        return None  # compiler.known_source_columns checks file sources against the file itself
+    if source.columns:
+        found = {source.timestamp_field, *source.columns, *source.field_mapping}
+        if source.created_timestamp_column:
+            found.add(source.created_timestamp_column)
+        found.update(repo.join_keys(view))
+    else:
+        return None
+    # aggregation columns name features: a mapped source column is known by its feature name
+    return {source.field_mapping.get(column, column) for column in found}
+
+
+# ---- the macro argument -------------------------------------------------------------------------
+def macro_aggregations(view: FeatureView, outputs: tuple[str, ...] | list[str] | None = None) -> str:
+    """The ``aggregations`` argument of the window macros as Jinja text, for ``outputs`` (all by default)."""
+    chosen = [a for a in view.aggregations if outputs is None or a.output_name in outputs]
+    if outputs is not None:  # keep the order asked for
+        chosen.sort(key=lambda a: list(outputs).index(a.output_name))
+    return "[" + ", ".join(
+        "{"
+        f"'name': {compiler._jinja_string(a.output_name)}, "
+        f"'column': {compiler._jinja_string(a.column)}, "
+        f"'function': {compiler._jinja_string(a.function)}, "
+        f"'window_seconds': {a.window}"
+        "}"
+        for a in chosen
+    ) + "]"
+
+
+# ---- online snapshot models ---------------------------------------------------------------------
+def online_model_sql(repo: FeatureRepo, view: FeatureView) -> str:
+    """``online_<view>.sql``: one row per entity with the aggregates as of the dbt run."""
+    origin = repo.origin("feature_views", view.name)
+    call = (
+        "featurehouse.window_aggregation_snapshot(\n"
+        f"    relation=ref({compiler._jinja_string(compiler.feature_view_model(view.name))}),\n"
+        f"    join_keys={json.dumps(repo.join_keys(view))},\n"
+        f"    aggregations={macro_aggregations(view)}\n"
+        ")"
+    )
+    return (
+        compiler._header(f"online snapshot of aggregation view '{view.name}'", origin)
+        + "{{ config(materialized='table') }}\n\n"
+        + "{{ " + call + " }}\n"
+    )
+
+
+def generate(repo: FeatureRepo, dialect: str) -> dict[str, str]:
+    """compiler.EXTENSIONS entry: validate aggregation views and emit their online models."""
+    validate(repo)
+    return {
+        f"{online_model(name)}.sql": online_model_sql(repo, view)
+        for name, view in sorted(repo.feature_views.items())
+        if view.aggregations and view.online
+    }
+
+
+if generate not in compiler.EXTENSIONS:
+    compiler.EXTENSIONS.append(generate)

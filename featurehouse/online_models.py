@@ -1,0 +1,66 @@
+"""Latest-snapshot models: ``online_<view>.sql`` for every ``online: true`` feature view.
+
+Each holds, per entity, the row the point-in-time rule picks when dbt runs, built by the
+``featurehouse.latest_snapshot`` macro over the same ``fv_<view>`` model and with the same
+tie-break as the training sets, so the online store (``featurehouse sync`` copies these
+tables) serves exactly what ``get_historical_features`` returns for (entity, run time).
+Columns: join keys, event_timestamp, created_timestamp (naive UTC), features.
+
+Views with ``aggregations:`` get their ``online_<view>`` model from the aggregation
+generator instead; sync treats every ``online_<view>`` model alike.
+"""
+
+from __future__ import annotations
+
+import json
+
+from featurehouse import compiler
+from featurehouse.repo import FeatureRepo
+from featurehouse.specs import FeatureView
+
+ONLINE_PREFIX = "online_"
+
+
+def online_model(view_name: str) -> str:
+    """The dbt model holding the latest snapshot of ``view_name``."""
+    return f"{ONLINE_PREFIX}{view_name}"
+
+
+def online_views(repo: FeatureRepo) -> list[FeatureView]:
+    """Feature views served online, by name."""
+    return [repo.feature_views[name] for name in sorted(repo.feature_views) if repo.feature_views[name].online]
+
+
+def latest_snapshot_sql(repo: FeatureRepo, view: FeatureView) -> str:
+    features = ", ".join(
+        "{'name': %s, 'dtype': %s}" % (compiler._jinja_string(f.name), compiler._jinja_string(f.dtype))
+        for f in view.features
+    )
+    call = (
+        "featurehouse.latest_snapshot(\n"
+        f"    relation=ref({compiler._jinja_string(compiler.feature_view_model(view.name))}),\n"
+        f"    join_keys={json.dumps(repo.join_keys(view))},\n"
+        f"    features=[{features}],\n"
+        f"    ttl_seconds={view.ttl},\n"
+        f"    filter_by_created={'true' if view.filter_by_created_timestamp else 'false'}\n"
+        ")"
+    )
+    origin = repo.origin("feature_views", view.name)
+    return (
+        compiler._header(f"latest snapshot of feature view '{view.name}' for `featurehouse sync`", origin)
+        + "{{ config(materialized='table') }}\n\n"
+        + "{{ " + call + " }}\n"
+    )
+
+
+def generate(repo: FeatureRepo, dialect: str) -> dict[str, str]:
+    """``online_<view>.sql`` for every online view without aggregations."""
+    return {
+        f"{online_model(view.name)}.sql": latest_snapshot_sql(repo, view)
+        for view in online_views(repo)
+        if not view.is_aggregation
+    }
+
+
+if generate not in compiler.EXTENSIONS:
+    compiler.EXTENSIONS.append(generate)

@@ -1,0 +1,201 @@
+"""What every online store shares: a view's layout, its snapshot as Arrow, fingerprints, sync state.
+
+A snapshot (the ``online_<view>`` dbt model) is normalised to one Arrow schema per view:
+join keys and features cast to their dtypes, ``event_timestamp`` and ``created_timestamp``
+as naive UTC microseconds. Each row gets a 64-bit fingerprint (a hash of the whole row);
+the sync state keeps the fingerprints of the snapshot last synced, so an incremental
+sync writes only the rows that are new or changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from featurehouse.specs import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from featurehouse.repo import FeatureRepo
+    from featurehouse.specs import FeatureView
+
+STATE_FORMAT = 1
+# A feature view may not take these names: the stores keep their own bookkeeping under them.
+STATE_TABLE = "_featurehouse_sync_state"
+
+
+def feature_dtypes(view: "FeatureView") -> dict[str, str]:
+    """Each feature's dtype; window aggregations are float64, as in training sets."""
+    dtypes = {f.name: f.dtype for f in view.features}
+    dtypes.update({a.output_name: "float64" for a in view.aggregations})
+    return dtypes
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """How one feature view is laid out in an online store."""
+
+    name: str
+    join_keys: tuple[str, ...]
+    key_dtypes: tuple[str, ...]
+    features: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    ttl: int  # seconds; 0 = unlimited
+
+    @classmethod
+    def of(cls, repo: "FeatureRepo", view: "FeatureView") -> "ViewLayout":
+        keys = repo.join_keys(view)
+        dtypes = feature_dtypes(view)
+        return cls(
+            name=view.name,
+            join_keys=tuple(keys),
+            key_dtypes=tuple(repo.join_key_dtype(view, k) for k in keys),
+            features=tuple(view.feature_names),
+            dtypes=tuple(dtypes[f] for f in view.feature_names),
+            ttl=view.ttl,
+        )
+
+    @property
+    def model(self) -> str:
+        from featurehouse.online_models import online_model
+
+        return online_model(self.name)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.join_keys, EVENT_TIMESTAMP, CREATED_TIMESTAMP, *self.features]
+
+    @property
+    def signature(self) -> str:
+        """Changes whenever the stored columns change; a changed layout forces a full refresh."""
+        text = json.dumps([STATE_FORMAT, self.join_keys, self.key_dtypes, self.features, self.dtypes])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def dtype(self, feature: str) -> str:
+        return self.dtypes[self.features.index(feature)]
+
+
+def storage_arrow_type(dtype: str) -> "pa.DataType":
+    """The Arrow type a dtype is normalised to before writing (timestamps: naive UTC µs)."""
+    import pyarrow as pa
+
+    from featurehouse.types import arrow_type
+
+    if dtype == "timestamp":
+        return pa.timestamp("us")
+    if dtype.startswith("array<"):
+        return pa.list_(storage_arrow_type(dtype[len("array<"):-1]))
+    return arrow_type(dtype)
+
+
+def normalise(table: "pa.Table", layout: ViewLayout) -> "pa.Table":
+    """The snapshot with exactly the layout's columns, cast to their storage types."""
+    import pyarrow as pa
+
+    from featurehouse.errors import OnlineStoreError
+
+    wanted = [
+        *zip(layout.join_keys, layout.key_dtypes),
+        (EVENT_TIMESTAMP, "timestamp"),
+        (CREATED_TIMESTAMP, "timestamp"),
+        *zip(layout.features, layout.dtypes),
+    ]
+    columns = []
+    for name, dtype in wanted:
+        if name not in table.column_names:
+            raise OnlineStoreError(
+                f"the model {layout.model} has no column '{name}'; run 'featurehouse compile' and 'dbt build'"
+            )
+        column = table.column(name)
+        target = storage_arrow_type(dtype)
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            column = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+        if column.type != target:
+            try:
+                column = column.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+                raise OnlineStoreError(
+                    f"column '{name}' of {layout.model} is {column.type}, which does not convert to {dtype}: {error}"
+                ) from None
+        columns.append(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    return pa.table(columns, names=[n for n, _ in wanted])
+
+
+def fingerprints(table: "pa.Table") -> "np.ndarray":
+    """One 64-bit hash per snapshot row (join keys, timestamps and features), by DuckDB.
+
+    The hash function only has to be stable between two syncs: if it ever changes, every
+    row looks changed once and is rewritten (conditional writes make that harmless).
+    """
+    import duckdb
+    import numpy as np
+
+    if table.num_rows == 0:
+        return np.zeros(0, dtype=np.uint64)
+    con = duckdb.connect()
+    try:
+        con.register("__fh_snapshot", table)
+        everything = ", ".join(f'"{c}"' for c in table.column_names)
+        result = con.sql(f"select hash({everything}) as h from __fh_snapshot").to_arrow_table()
+    finally:
+        con.close()
+    return result.column("h").to_numpy().astype(np.uint64, copy=False)
+
+
+@dataclass
+class SyncState:
+    """What the store holds for one view: the fingerprints of the rows last synced, and when."""
+
+    view: str
+    signature: str
+    synced_at: datetime
+    rows: int
+    hashes: "np.ndarray" = field(repr=False)  # uint64 row hashes of the last synced snapshot
+
+    def to_bytes(self) -> bytes:
+        header = json.dumps({
+            "format": STATE_FORMAT, "view": self.view, "signature": self.signature,
+            "synced_at": self.synced_at.isoformat(), "rows": self.rows,
+        }).encode()
+        return b"FHS" + struct.pack("<BI", STATE_FORMAT, len(header)) + header + self.hashes.astype("<u8").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SyncState | None":
+        """The state, or None when it was written by an incompatible version (a full refresh follows)."""
+        import numpy as np
+
+        if len(data) < 8 or data[:3] != b"FHS":
+            return None
+        version, length = struct.unpack("<BI", data[3:8])
+        if version != STATE_FORMAT:
+            return None
+        header = json.loads(data[8:8 + length])
+        hashes = np.frombuffer(memoryview(data)[8 + length:], dtype="<u8").astype(np.uint64)
+        return cls(header["view"], header["signature"], datetime.fromisoformat(header["synced_at"]),
+                   header["rows"], hashes)
+
+
+def changed_rows(state: SyncState, hashes: "np.ndarray") -> "np.ndarray":
+    """Boolean mask of snapshot rows that were not in the last synced snapshot, exactly as they are now.
+
+    A row hash covers the join keys, so an unchanged hash means an unchanged row; a change
+    goes unnoticed only if its new hash equals the hash of another row synced last time
+    (about 1 in 10^9 per sync of 10^4 changes among 10^6 rows); --full-refresh rewrites all.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if len(state.hashes) == 0:
+        return np.ones(len(hashes), dtype=bool)
+    # a hash-table lookup: ~5x faster than numpy's sort-based isin at a million rows
+    return ~pd.Index(hashes, copy=False).isin(state.hashes)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)

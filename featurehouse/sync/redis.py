@@ -1,0 +1,634 @@
+"""The Redis online store (redis-py), with a layout any language can read.
+
+Layout (``P`` is ``online_store.key_prefix``, default ``fh``):
+
+- one hash per entity and view: ``P:<view>:<key>``, where ``<key>`` is the entity's join
+  key values in the view's join-key order, joined by ``:``; integers in decimal, booleans
+  ``true``/``false``, strings and bytes as they are with ``\\`` and ``:`` escaped by a
+  backslash. Example: ``fh:driver_hourly_stats:1001``.
+- fields: ``_ts`` the event time and ``_created`` the created time (microseconds since
+  the Unix epoch, UTC, decimal; ``_created`` absent when NULL), then one field per
+  feature: integers in decimal; floats as the shortest decimal that reads back as the
+  same float64 (a float32 is first widened to float64); booleans ``true``/``false``;
+  strings UTF-8; bytes raw; timestamps as epoch microseconds; arrays as JSON. A NULL
+  feature has no field.
+- a reader computes ``now - ttl`` itself: a hash whose ``_ts`` is older is expired.
+- sync bookkeeping, which readers ignore: ``P:#state:<view>`` (a hash) and ``P:#lock``.
+  Deleting ``P:#state:<view>`` makes the next sync a full refresh.
+
+Writes are scripted: one EVALSHA per batch of entities writes each hash only if its row
+beats the stored one by the point-in-time tie-break, so an older row never replaces a
+newer one; batches are pipelined and their commands encoded with Arrow, not per value in
+Python. Every hash is written whole by one script call, so a reader never sees half an
+entity. The sync lock is ``SET P:#lock NX PX`` with a heartbeat; a lock left by a process
+that died on this host is taken over at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from featurehouse.errors import OnlineStoreError
+from featurehouse.sync.base import Backend, Progress, Reader, busy, lock_owner, reason, wait_for
+from featurehouse.sync.layout import SyncState, ViewLayout
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import redis
+
+BATCH = 1_000          # entities per EVALSHA (or plain HSETs per send)
+PIPELINE = 16          # command groups in flight
+CHUNK = 100_000        # rows encoded at a time
+LOCK_MS = 15_000
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# KEYS: entity hashes. ARGV: n, mode ('c' conditional | 'f' force), kinds (one letter per
+# feature: n numeric, s bytes, j JSON), n field names, then per entity: event µs, created µs
+# ('' = NULL), null mask ('1' = NULL, one per feature), n values.
+WRITE_SCRIPT = r"""
+local n = tonumber(ARGV[1])
+local force = ARGV[2] == 'f'
+local kinds = ARGV[3]
+local fields = {}
+for j = 1, n do fields[j] = ARGV[3 + j] end
+local per = 3 + n
+local base = 4 + n
+local written = 0
+local function beats(key, o, ts, cr)
+  local cur = redis.call('HMGET', key, '_ts', '_created')
+  if not cur[1] then return true end
+  local a, b = tonumber(ts), tonumber(cur[1])
+  if a ~= b then return a > b end
+  local c1 = nil
+  if cr ~= '' then c1 = tonumber(cr) end
+  local c2 = nil
+  if cur[2] then c2 = tonumber(cur[2]) end
+  if c1 ~= c2 then
+    if c2 == nil then return true end
+    if c1 == nil then return false end
+    return c1 > c2
+  end
+  local old = redis.call('HMGET', key, unpack(fields))
+  local mask = ARGV[o + 2]
+  for j = 1, n do
+    local new_null = mask:sub(j, j) == '1'
+    local v_old = old[j]
+    if new_null then
+      if v_old then return true end
+    elseif not v_old then
+      return false
+    else
+      local v_new = ARGV[o + 2 + j]
+      if kinds:sub(j, j) == 'n' then v_new = tonumber(v_new); v_old = tonumber(v_old) end
+      if v_new ~= v_old then return v_new > v_old end
+    end
+  end
+  return false
+end
+-- one argument table reused for every complete row (no NULLs): the common, fast case
+local full = {'_ts', '', '_created', ''}
+for j = 1, n do full[3 + 2 * j] = fields[j]; full[4 + 2 * j] = '' end
+local complete = string.rep('0', n)
+for i, key in ipairs(KEYS) do
+  local o = base + (i - 1) * per
+  local ts, cr, mask = ARGV[o], ARGV[o + 1], ARGV[o + 2]
+  if not (force or beats(key, o, ts, cr)) then
+    -- the stored row is newer (or the same): keep it
+  elseif mask == complete and cr ~= '' then
+    full[2] = ts
+    full[4] = cr
+    for j = 1, n do full[4 + 2 * j] = ARGV[o + 2 + j] end
+    redis.call('HSET', key, unpack(full))
+    written = written + 1
+  else
+    local set = {'_ts', ts}
+    local del = {}
+    if cr == '' then del[#del + 1] = '_created' else set[#set + 1] = '_created'; set[#set + 1] = cr end
+    for j = 1, n do
+      if mask:sub(j, j) == '1' then del[#del + 1] = fields[j]
+      else set[#set + 1] = fields[j]; set[#set + 1] = ARGV[o + 2 + j] end
+    end
+    if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+    redis.call('HSET', key, unpack(set))
+    written = written + 1
+  end
+end
+return written
+"""
+
+# KEYS[1] lock; ARGV[1] expected value, ARGV[2] ms: extend the lock only if we still hold it
+EXTEND_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# KEYS[1] lock; ARGV[1] expected value: delete only if it still holds that value
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _kind(dtype: str) -> str:
+    if dtype.startswith("array<"):
+        return "j"
+    return "n" if dtype in ("int32", "int64", "float32", "float64", "timestamp") else "s"
+
+
+def _escape_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def key_part(value: Any) -> str | bytes:
+    """One join key value as it appears in a Redis key."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.replace(b"\\", b"\\\\").replace(b":", b"\\:")
+    return _escape_text(str(value))
+
+
+def entity_key(prefix: str, view: str, values: Sequence[Any]) -> bytes:
+    parts = [key_part(v) for v in values]
+    encoded = b":".join(p if isinstance(p, bytes) else p.encode() for p in parts)
+    return f"{prefix}:{view}:".encode() + encoded
+
+
+# ---- Arrow encoders (the sync's write path) ------------------------------------------------------------
+def _text(column: "pa.Array", dtype: str) -> "pa.Array":
+    """A column as the binary text stored in Redis (nulls stay null)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if dtype in ("int32", "int64", "float64", "bool"):
+        return pc.cast(pc.cast(column, pa.string()), pa.binary())
+    if dtype == "float32":
+        return pc.cast(pc.cast(pc.cast(column, pa.float64()), pa.string()), pa.binary())
+    if dtype == "timestamp":
+        return pc.cast(pc.cast(pc.cast(column, pa.int64()), pa.string()), pa.binary())
+    if dtype == "string":
+        return pc.cast(column, pa.binary())
+    if dtype == "bytes":
+        return column
+    # arrays: JSON, floats widened, timestamps as epoch microseconds
+    values = column.to_pylist()
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, datetime):
+            return (v.replace(tzinfo=timezone.utc) - EPOCH) // timedelta(microseconds=1)
+        if isinstance(v, bytes):
+            return v.decode("latin-1")
+        return v
+
+    return pa.array([None if v is None else json.dumps([plain(x) for x in v], separators=(",", ":")).encode()
+                     for v in values], pa.binary())
+
+
+def _key_text(column: "pa.Array", dtype: str) -> "pa.Array":
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if dtype in ("string", "bytes"):
+        binary = pc.cast(column, pa.binary())
+        escaped = pc.replace_substring(binary, b"\\", b"\\\\")
+        return pc.replace_substring(escaped, b":", b"\\:")
+    if dtype in ("int32", "int64", "bool"):
+        return pc.cast(pc.cast(column, pa.string()), pa.binary())
+    raise OnlineStoreError(f"join keys of dtype {dtype} are not supported by the Redis online store")
+
+
+def _bulk(values: "pa.Array") -> "pa.Array":
+    """RESP bulk strings ``$<len>\\r\\n<bytes>\\r\\n`` for a binary array without nulls."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lengths = pc.cast(pc.cast(pc.binary_length(values), pa.string()), pa.binary())
+    return pc.binary_join_element_wise(pa.scalar(b"$"), lengths, pa.scalar(b"\r\n"), values, pa.scalar(b"\r\n"),
+                                       pa.scalar(b""))
+
+
+def _bulk_bytes(value: bytes | str) -> bytes:
+    data = value.encode() if isinstance(value, str) else value
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+class _Chunks:
+    """A large_binary array whose consecutive elements can be taken as one contiguous bytes slice."""
+
+    def __init__(self, array: "pa.Array"):
+        import numpy as np
+        import pyarrow as pa
+
+        array = array.cast(pa.large_binary())
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        self.offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+        data = array.buffers()[2]
+        self.data = memoryview(data) if data is not None else memoryview(b"")
+
+    def slice(self, start: int, stop: int) -> memoryview:
+        return self.data[self.offsets[start]:self.offsets[stop]]
+
+
+def _client(url: str) -> "redis.Redis":
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=60)
+
+
+def _redact(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    return f"{host}:{parts.port or 6379}{parts.path or ''}"
+
+
+class RedisBackend(Backend):
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str):
+        self.url = url
+        self.prefix = prefix
+        self.description = f"the Redis online store {_redact(url)} (prefix {prefix})"
+        self._client: redis.Redis | None = None
+
+    @property
+    def client(self) -> "redis.Redis":
+        if self._client is None:
+            self.connect()
+        assert self._client is not None
+        return self._client
+
+    def connect(self) -> None:
+        import redis
+
+        if self._client is not None:
+            return
+        client = _client(self.url)
+        try:
+            client.ping()
+        except redis.RedisError as error:
+            raise OnlineStoreError(f"cannot reach {self.description}: {reason(error)}") from None
+        self._client = client
+
+    def state_key(self, view: str) -> str:
+        return f"{self.prefix}:#state:{view}"
+
+    @property
+    def lock_key(self) -> str:
+        return f"{self.prefix}:#lock"
+
+    # ---- lock --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, wait: float) -> Iterator[None]:
+        import redis
+
+        client = self.client
+        host = socket.gethostname()
+        value = f"{lock_owner()}|{host}|{os.getpid()}|{uuid.uuid4().hex}"
+        release = client.register_script(RELEASE_SCRIPT)
+
+        def attempt() -> bool:
+            if client.set(self.lock_key, value, nx=True, px=LOCK_MS):
+                return True
+            held = client.get(self.lock_key)
+            if held is not None:
+                owner_host, owner_pid = _lock_holder(held)
+                if owner_host == host and owner_pid and not _alive(owner_pid):
+                    release(keys=[self.lock_key], args=[held])  # its process died (kill -9): take over
+                    return bool(client.set(self.lock_key, value, nx=True, px=LOCK_MS))
+            return False
+
+        def owner() -> str:
+            held = client.get(self.lock_key)
+            return held.decode(errors="replace").split("|", 1)[0] if held else ""
+
+        try:
+            wait_for(wait, attempt, lambda: busy(self.description, owner()))
+        except redis.RedisError as error:
+            raise OnlineStoreError(f"cannot take the sync lock in {self.description}: {reason(error)}") from None
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(value, stop), daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+            with contextlib.suppress(redis.RedisError):
+                release(keys=[self.lock_key], args=[value])
+
+    def _heartbeat(self, value: str, stop: threading.Event) -> None:
+        import redis
+
+        client = _client(self.url)
+        extend = client.register_script(EXTEND_SCRIPT)
+        while not stop.wait(LOCK_MS / 3000):
+            with contextlib.suppress(redis.RedisError):
+                extend(keys=[self.lock_key], args=[value, LOCK_MS])
+        client.close()
+
+    # ---- state -------------------------------------------------------------------------
+    def read_state(self, layout: ViewLayout) -> SyncState | None:
+        data = self.client.hget(self.state_key(layout.name), "state")
+        return SyncState.from_bytes(data) if data else None
+
+    def states(self) -> list[SyncState]:
+        found = []
+        for key in sorted(self.client.scan_iter(match=_glob_escape(f"{self.prefix}:#state:") + "*", count=1000)):
+            data = self.client.hget(key, "state")
+            state = SyncState.from_bytes(data) if data else None
+            if state is not None:
+                found.append(state)
+        return found
+
+    # ---- writes ------------------------------------------------------------------------
+    def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
+              state: SyncState, progress: Progress) -> int:
+        import pyarrow as pa
+        import redis
+
+        rows = table if changed is None else table.filter(pa.array(changed))
+        state_key = self.state_key(layout.name)
+        try:
+            # A full refresh must delete entities that are gone, which takes a SCAN of the
+            # keyspace; a view that never had a state key has nothing to delete. The
+            # marker makes a full refresh that dies half-way look "existing" to the next one.
+            scan = changed is None and bool(self.client.exists(state_key))
+            if changed is None:
+                self.client.hset(state_key, "incomplete", "1")
+            written = self._write_rows(layout, rows, force=changed is None, progress=progress)
+            if scan:
+                self._drop_gone(layout, rows)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(state_key, mapping={
+                "state": state.to_bytes(), "synced_at": state.synced_at.isoformat(), "rows": state.rows,
+                "signature": state.signature,
+            })
+            pipe.hdel(state_key, "incomplete")
+            pipe.execute()
+        except redis.RedisError as error:
+            raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: {reason(error)}") from None
+        return written
+
+    def _keys(self, layout: ViewLayout, rows: "pa.Table") -> "pa.Array":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        parts = [_key_text(rows.column(k).combine_chunks(), d) for k, d in zip(layout.join_keys, layout.key_dtypes)]
+        prefix = pa.scalar(f"{self.prefix}:{layout.name}:".encode())
+        if len(parts) == 1:
+            return pc.binary_join_element_wise(prefix, parts[0], pa.scalar(b""))
+        joined = pc.binary_join_element_wise(*parts, pa.scalar(b":"))
+        return pc.binary_join_element_wise(prefix, joined, pa.scalar(b""))
+
+    def _write_rows(self, layout: ViewLayout, rows: "pa.Table", force: bool, progress: Progress) -> int:
+        """Encode ``rows`` chunk by chunk with Arrow and stream EVALSHAs, replies read in a window.
+
+        One reply per batch of entities keeps the client's parsing out of the way (one
+        reply per entity cost more in Python than the script costs in Redis). Encoding
+        the next chunk overlaps with Redis executing the previous one.
+        """
+        if rows.num_rows == 0:
+            return 0
+        sha = self.client.script_load(WRITE_SCRIPT).encode()
+        connection = self.client.connection_pool.get_connection()
+        pending: list[tuple[int, int]] = []  # (replies, rows) per command group in flight
+        written = 0
+
+        def drain(limit: int) -> None:
+            nonlocal written
+            while len(pending) > limit:
+                replies, count = pending.pop(0)
+                for _ in range(replies):
+                    written += int(connection.read_response())
+                progress(count)
+
+        try:
+            for chunk in rows.to_batches(max_chunksize=CHUNK):
+                for parts, replies, count in self._encode(layout, chunk, force, sha):
+                    connection.send_packed_command(parts, check_health=False)
+                    pending.append((replies, count))
+                    drain(PIPELINE)
+            drain(0)
+        except BaseException:
+            connection.disconnect()  # replies may be pending: never reuse this connection
+            raise
+        finally:
+            self.client.connection_pool.release(connection)
+        return written
+
+    def _encode(self, layout: ViewLayout, chunk: "pa.RecordBatch", force: bool, sha: bytes) -> Iterator[tuple[list[Any], int, int]]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = len(layout.features)
+        key_chunks = _Chunks(_bulk(self._keys(layout, pa.Table.from_batches([chunk]))))
+        empty, one, zero = pa.scalar(b""), pa.scalar(b"1"), pa.scalar(b"0")
+        event = _text(chunk.column(layout.columns.index("event_timestamp")), "timestamp")
+        created = _text(chunk.column(layout.columns.index("created_timestamp")), "timestamp")
+        texts = [_text(chunk.column(layout.columns.index(f)), d) for f, d in zip(layout.features, layout.dtypes)]
+        # per entity: event, created ('' = NULL), NULL mask, values ('' where NULL)
+        columns = [event, pc.fill_null(created, b"")]
+        if n:
+            marks = [pc.if_else(pc.is_null(t), one, zero) for t in texts]
+            columns.append(pc.binary_join_element_wise(*marks, empty))
+        else:
+            columns.append(pa.array([b""] * chunk.num_rows, pa.binary()))
+        columns += [pc.fill_null(t, b"") for t in texts]
+        per_entity = _Chunks(pc.binary_join_element_wise(*[_bulk(c) for c in columns], empty))
+        fixed = b"".join(_bulk_bytes(a) for a in [
+            str(n), "f" if force else "c", "".join(_kind(d) for d in layout.dtypes) or "-", *layout.features])
+        fixed_count = 3 + n
+        total = chunk.num_rows
+        for start in range(0, total, BATCH):
+            stop = min(start + BATCH, total)
+            size = stop - start
+            header = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n%s" % (
+                3 + size + fixed_count + size * (3 + n), sha, _bulk_bytes(str(size)))
+            yield [header, key_chunks.slice(start, stop), fixed, per_entity.slice(start, stop)], 1, size
+
+    def _drop_gone(self, layout: ViewLayout, rows: "pa.Table") -> None:
+        """After a full refresh: delete the view's hashes whose entity is not in the snapshot."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        pattern = _glob_escape(f"{self.prefix}:{layout.name}:") + "*"
+        found: list[bytes] = []
+        cursor = 0
+        while True:
+            cursor, keys = self.client.scan(cursor, match=pattern, count=20_000)
+            found.extend(keys)
+            if cursor == 0:
+                break
+        if not found:
+            return
+        current = self._keys(layout, rows) if rows.num_rows else pa.array([], pa.binary())
+        scanned = pa.array(found, pa.binary())
+        gone = pc.filter(scanned, pc.invert(pc.is_in(scanned, value_set=current))).to_pylist()
+        for start in range(0, len(gone), 10_000):
+            self.client.unlink(*gone[start:start + 10_000])
+
+    def reader(self) -> "RedisReader":
+        return RedisReader(self.url, self.prefix)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _lock_holder(value: bytes) -> tuple[str, int]:
+    parts = value.decode(errors="replace").split("|")
+    if len(parts) < 4:
+        return "", 0
+    try:
+        return parts[1], int(parts[2])
+    except ValueError:
+        return "", 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---- reads -------------------------------------------------------------------------------------------
+def _decoder(dtype: str) -> Any:
+    if dtype in ("int32", "int64"):
+        return int
+    if dtype in ("float32", "float64"):
+        return float
+    if dtype == "bool":
+        return lambda b: b == b"true"
+    if dtype == "string":
+        return lambda b: b.decode()
+    if dtype == "bytes":
+        return None
+    if dtype == "timestamp":
+        return lambda b: EPOCH + timedelta(microseconds=int(b))
+    inner = dtype[len("array<"):-1]
+    if inner == "timestamp":
+        return lambda b: [None if x is None else EPOCH + timedelta(microseconds=x) for x in json.loads(b)]
+    if inner == "bytes":
+        return lambda b: [None if x is None else x.encode("latin-1") for x in json.loads(b)]
+    return json.loads
+
+
+class _Prepared:
+    __slots__ = ("prefix", "head", "tail", "decoders", "single")
+
+    def __init__(self, prefix: str, layout: ViewLayout, features: Sequence[str]):
+        fields = ["_ts", *features]
+        self.prefix = f"{prefix}:{layout.name}:".encode()
+        self.head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
+        self.tail = b"".join(_bulk_bytes(f) for f in fields)
+        self.decoders = [_decoder(layout.dtype(f)) for f in features]
+        self.single = len(layout.join_keys) == 1 and layout.key_dtypes[0] in ("int32", "int64")
+
+
+class RedisReader(Reader):
+    """One HMGET per (view, entity), all sent as one pipeline; one round trip per call."""
+
+    def __init__(self, url: str, prefix: str):
+        import redis
+
+        self.prefix = prefix
+        self.url = url
+        self.pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._guard = threading.Lock()
+
+    def _connection(self) -> Any:
+        """This thread's own connection: no pool lock and no health poll on every read."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self.pool.make_connection()
+            self._local.connection = connection
+            with self._guard:
+                self._all.append(connection)
+        return connection
+
+    def _drop(self, connection: Any) -> None:
+        connection.disconnect()  # replies may be pending; the next read reconnects
+
+    def prepare(self, layout: ViewLayout, features: Sequence[str]) -> _Prepared:
+        return _Prepared(self.prefix, layout, features)
+
+    def _command(self, prepared: _Prepared, keys: Sequence[tuple[Any, ...]]) -> list[bytes]:
+        out = []
+        head, tail, prefix = prepared.head, prepared.tail, prepared.prefix
+        for key in keys:
+            if prepared.single:
+                name = prefix + str(key[0]).encode()
+            else:
+                parts = [key_part(v) for v in key]
+                name = prefix + b":".join(p if isinstance(p, bytes) else p.encode() for p in parts)
+            out.append(b"%s$%d\r\n%s\r\n%s" % (head, len(name), name, tail))
+        return out
+
+    def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[list[Any]]:
+        import redis
+
+        commands: list[bytes] = []
+        for prepared, keys in requests:
+            commands.extend(self._command(prepared, keys))
+        packed = b"".join(commands)
+        for attempt in (0, 1):
+            connection = self._connection()
+            try:
+                connection.send_packed_command([packed], check_health=False)
+                replies = [connection.read_response() for _ in commands]
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as error:
+                self._drop(connection)
+                if attempt:
+                    raise OnlineStoreError(f"reading the Redis online store {_redact(self.url)} failed: "
+                                           f"{reason(error)}") from None
+            except redis.RedisError as error:
+                self._drop(connection)
+                raise OnlineStoreError(f"reading the Redis online store failed: {reason(error)}") from None
+        results = []
+        position = 0
+        for prepared, keys in requests:
+            decoders = prepared.decoders
+            view_rows = []
+            for reply in replies[position:position + len(keys)]:
+                ts = reply[0]
+                if ts is None:
+                    view_rows.append(None)
+                    continue
+                values = [None if v is None else (v if d is None else d(v)) for v, d in zip(reply[1:], decoders)]
+                view_rows.append((EPOCH + timedelta(microseconds=int(ts)), values))
+            position += len(keys)
+            results.append(view_rows)
+        return results
+
+    def close(self) -> None:
+        with self._guard:
+            for connection in self._all:
+                connection.disconnect()
+            self._all.clear()
+        self._local = threading.local()
+        self.pool.disconnect()

@@ -1,0 +1,59 @@
+{#-
+  latest_snapshot: per entity, the row the point-in-time rule picks at one moment (the
+  run's start by default). This is what `featurehouse sync` copies to the online store,
+  so it must agree with point_in_time_join for a spine of (entity, as_of) rows:
+
+  Arguments
+    relation           a normalised feature-view relation (fv_<view>): join keys,
+                       event_timestamp, created_timestamp (naive UTC), features
+    join_keys          list of key column names
+    features           list of {name, dtype}, in schema order (the full-tie rule uses it)
+    ttl_seconds        0 = unlimited; otherwise rows older than as_of - ttl are left out
+    filter_by_created  also require created_timestamp <= as_of (a NULL created time
+                       counts as created at the event time)
+    as_of              a SQL timestamp expression (naive UTC); default: when the dbt
+                       invocation started (run_started_at, UTC), one instant for every model
+
+  Tie-break (the same as point_in_time_join): the greatest event_timestamp; then the
+  greatest created_timestamp, NULL counting as oldest; then the greatest feature values
+  in schema order, NULL counting as greater than any value (strings compared byte-wise).
+-#}
+{% macro latest_snapshot(relation, join_keys, features, ttl_seconds=0, filter_by_created=false, as_of=none) -%}
+  {{ return(adapter.dispatch('latest_snapshot', 'featurehouse')(relation, join_keys, features, ttl_seconds, filter_by_created, as_of)) }}
+{%- endmacro %}
+
+
+{#- One row_number() per key, newest first; runs on any warehouse with window functions. -#}
+{% macro default__latest_snapshot(relation, join_keys, features, ttl_seconds, filter_by_created, as_of) -%}
+{%- set moment = as_of if as_of is not none else featurehouse._latest_snapshot_run_started_at() -%}
+{%- set keys = featurehouse._quoted_list(join_keys) -%}
+select
+    {{ keys }},
+    event_timestamp,
+    created_timestamp
+    {%- for feature in features %},
+    {{ adapter.quote(feature.name) }}
+    {%- endfor %}
+from (
+    select
+        *,
+        row_number() over (
+            partition by {{ keys }}
+            order by event_timestamp desc, created_timestamp desc nulls last
+                {%- for feature in features %}, {{ featurehouse._pit_order_expression(adapter.quote(feature.name), feature.dtype) }} desc nulls first{% endfor %}
+        ) as __fh_rank
+    from {{ relation }}
+    where event_timestamp is not null
+        {%- for key in join_keys %} and {{ adapter.quote(key) }} is not null{% endfor %}
+        and event_timestamp <= {{ moment }}
+        {{- featurehouse._pit_ttl_condition('event_timestamp', moment, ttl_seconds) }}
+        {%- if filter_by_created %} and (created_timestamp is null or created_timestamp <= {{ moment }}){% endif %}
+) as __fh_ranked
+where __fh_rank = 1
+{%- endmacro %}
+
+
+{#- run_started_at is the UTC instant dbt started; as a naive UTC timestamp literal. -#}
+{% macro _latest_snapshot_run_started_at() -%}
+  cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
+{%- endmacro %}
