@@ -131,9 +131,11 @@ def get_online_features(ctx: click.Context, features: tuple[str, ...], entities:
 @click.option("--sample", default=100, show_default=True, help="Entities to compare per view.")
 @click.pass_context
 def check(ctx: click.Context, views: str | None, sample: int) -> None:
-    """Skew audit: online values against get_historical_features at the last sync time.
+    """Skew audit: online values against get_historical_features for the same entities.
 
-    Exits 1 and lists the differences when any entity differs.
+    Plain views are compared at the last sync time, aggregation views at their snapshot's
+    as-of time (floats within a relative 1e-9). Exits 1 and lists the differences when
+    any entity differs.
     """
     from featurehouse.sync.check import audit
 

@@ -16,9 +16,12 @@ Two entry points:
 (``{"driver_id": [1001, 1002]}``). Unknown features, missing join keys and join keys of
 the wrong type raise ``featurehouse.errors.RequestError`` with one sentence.
 
-A value is ``PRESENT``, ``NOT_FOUND`` (the entity was never synced) or
+A value is ``PRESENT``, ``NOT_FOUND`` (the store holds no row for the entity) or
 ``OUTSIDE_MAX_AGE`` (its event time is older than now minus the view's ttl: the value is
 returned as None, as ``get_historical_features`` would return it for (entity, now)).
+A ``NOT_FOUND`` value is None, except in an aggregation view that has been synced: there
+the snapshot holds every entity with an event up to its as-of time, so a missing entity
+has an empty window and reads as the training data has it (count 0, the others None).
 """
 
 from __future__ import annotations
@@ -102,14 +105,17 @@ def _json_value(value: Any) -> Any:
 
 # ---- plans -------------------------------------------------------------------------------------------
 class _ViewPlan:
-    __slots__ = ("name", "prepared", "outputs", "ttl", "key_index")
+    __slots__ = ("name", "prepared", "outputs", "ttl", "key_index", "missing")
 
-    def __init__(self, name: str, prepared: Any, outputs: list[str], ttl: int, key_index: list[int]):
+    def __init__(self, name: str, prepared: Any, outputs: list[str], ttl: int, key_index: list[int],
+                 missing: list[Any] | None = None):
         self.name = name
         self.prepared = prepared
         self.outputs = outputs
         self.ttl = timedelta(seconds=ttl) if ttl else None
         self.key_index = key_index  # positions of this view's join keys among the plan's entity columns
+        # values of an entity the synced snapshot does not hold (aggregation views: an empty window)
+        self.missing = missing
 
 
 class _Plan:
@@ -214,7 +220,14 @@ class OnlineReader:
                     checks.append(_key_check(key, dtype, entity))
             prepared = self._reader.prepare(layout, selection.features)
             outputs = [join_plan.prefix(view) + f for f in selection.features]
-            views.append(_ViewPlan(view.name, prepared, outputs, view.ttl, [keys.index(k) for k in layout.join_keys]))
+            missing = None
+            if view.is_aggregation:
+                from featurehouse.aggregations import empty_window_values
+
+                empty = empty_window_values(view)
+                missing = [empty[f] for f in selection.features]
+            views.append(_ViewPlan(view.name, prepared, outputs, view.ttl, [keys.index(k) for k in layout.join_keys],
+                                   missing))
         return _Plan(keys, checks, views)
 
     # ---- reading --------------------------------------------------------------------------------
@@ -249,6 +262,9 @@ class OnlineReader:
             statuses[key] = [PRESENT] * n
             stamps[key] = [None] * n
         for view, rows in zip(plan.views, rows_per_view):
+            missing = view.missing
+            if rows is None:  # the view was never synced: nothing is known of any entity
+                rows, missing = [None] * n, None
             cutoff = now - view.ttl if view.ttl is not None else None
             view_status: list[str] = []
             view_stamps: list[datetime | None] = []
@@ -257,7 +273,7 @@ class OnlineReader:
                 if row is None:
                     view_status.append(NOT_FOUND)
                     view_stamps.append(None)
-                    view_values.append(None)
+                    view_values.append(missing)
                 elif cutoff is not None and row[0] < cutoff:
                     view_status.append(OUTSIDE_MAX_AGE)
                     view_stamps.append(row[0])

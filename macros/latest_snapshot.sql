@@ -11,8 +11,9 @@
     ttl_seconds        0 = unlimited; otherwise rows older than as_of - ttl are left out
     filter_by_created  also require created_timestamp <= as_of (a NULL created time
                        counts as created at the event time)
-    as_of              a SQL timestamp expression (naive UTC); default: when the dbt
-                       invocation started (run_started_at, UTC), one instant for every model
+    as_of              a SQL timestamp expression (naive UTC); default: snapshot_as_of(),
+                       the dbt var featurehouse_as_of when set, otherwise when the dbt
+                       invocation started (run_started_at, UTC): one instant for every model
 
   Tie-break (the same as point_in_time_join): the greatest event_timestamp; then the
   greatest created_timestamp, NULL counting as oldest; then the greatest feature values
@@ -25,7 +26,7 @@
 
 {#- One row_number() per key, newest first; runs on any warehouse with window functions. -#}
 {% macro default__latest_snapshot(relation, join_keys, features, ttl_seconds, filter_by_created, as_of) -%}
-{%- set moment = as_of if as_of is not none else featurehouse._latest_snapshot_run_started_at() -%}
+{%- set moment = as_of if as_of is not none else featurehouse.snapshot_as_of() -%}
 {%- set keys = featurehouse._quoted_list(join_keys) -%}
 select
     {{ keys }},
@@ -50,10 +51,4 @@ from (
         {%- if filter_by_created %} and (created_timestamp is null or created_timestamp <= {{ moment }}){% endif %}
 ) as __fh_ranked
 where __fh_rank = 1
-{%- endmacro %}
-
-
-{#- run_started_at is the UTC instant dbt started; as a naive UTC timestamp literal. -#}
-{% macro _latest_snapshot_run_started_at() -%}
-  cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as {{ dbt.type_timestamp() }})
 {%- endmacro %}

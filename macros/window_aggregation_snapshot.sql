@@ -6,9 +6,10 @@
     relation      the feature view model (fv_<view>)
     join_keys     list of key columns
     aggregations  as for window_aggregation: [{name, column, function, window_seconds}]
-    as_of         a SQL timestamp expression (UTC); default: the dbt var featurehouse_as_of
-                  when set (e.g. --vars '{featurehouse_as_of: "2026-01-01 12:00:00"}'),
-                  otherwise the start of the dbt invocation (run_started_at)
+    as_of         a SQL timestamp expression (naive UTC); default: snapshot_as_of(), the
+                  dbt var featurehouse_as_of when set (e.g. --vars '{featurehouse_as_of:
+                  "2026-01-01 12:00:00"}'), otherwise the start of the dbt invocation
+                  (run_started_at): the same instant as the latest_snapshot models
 
   Columns: the join keys, event_timestamp = created_timestamp = the as-of time, then the
   aggregates, exactly as point_in_time_join gives them for a spine row (keys, as-of time).
@@ -22,7 +23,7 @@
 
 {#- Engines differ only inside window_aggregation, which this calls. -#}
 {% macro default__window_aggregation_snapshot(relation, join_keys, aggregations, as_of) -%}
-{%- set as_of = as_of or featurehouse._snapshot_as_of() -%}
+{%- set as_of = as_of or featurehouse.snapshot_as_of() -%}
 {%- set keys = featurehouse._quoted_list(join_keys) -%}
 {%- set widest = aggregations | map(attribute='window_seconds') | max -%}
 with __fh_entities as (
@@ -57,11 +58,4 @@ select
     {%- endfor %}
 from __fh_entities as e
 join __fh_values as v on v.__fh_row = e.__fh_row
-{%- endmacro %}
-
-
-{% macro _snapshot_as_of() -%}
-  {%- set fixed = var('featurehouse_as_of', none) -%}
-  {%- set text = (fixed | string | replace("'", "''")) if fixed else run_started_at.strftime('%Y-%m-%d %H:%M:%S.%f') -%}
-  cast('{{ text }}' as {{ dbt.type_timestamp() }})
 {%- endmacro %}

@@ -219,10 +219,13 @@ def test_an_unreachable_online_store_is_a_503(tmp_path: Path) -> None:
 
 
 # ---- the catalog endpoints -----------------------------------------------------------------------------
-def test_health_and_catalog_endpoints(client: TestClient) -> None:
+def test_health_and_catalog_endpoints(client: TestClient, repo: Path) -> None:
     assert client.get("/health").json() == {"status": "ok", "project": "test_repo", "online_store": "sqlite"}
     views = client.get("/feature-views").json()["feature_views"]
-    assert [v["name"] for v in views] == ["customer_profile", "driver_hourly_stats"]
+    from featurehouse.repo import load_repo
+
+    assert [v["name"] for v in views] == sorted(load_repo(repo).feature_views)
+    assert {"customer_profile", "driver_hourly_stats"} <= {v["name"] for v in views}
     view = client.get("/feature-views/driver_hourly_stats").json()
     assert [(f["name"], f["dtype"]) for f in view["features"]][:2] == [("conv_rate", "float32"), ("acc_rate", "float32")]
     assert view["ttl"] == "1d" and view["owner"] == "ml-platform@example.com"
@@ -334,7 +337,7 @@ def test_serve_keeps_answering_while_sync_writes(repo: Path, tmp_path: Path) -> 
             assert hammer.stdout.readline().strip() == "ready"
             # in this process (it holds the DuckDB file since dbt ran here); the server is another one
             for _ in range(3):  # a full refresh rebuilds every view under the readers
-                assert "2 view(s)" in cli(repo, "sync", "--full-refresh")
+                assert "driver_hourly_stats (full refresh)" in cli(repo, "sync", "--full-refresh")
         finally:
             stop.touch()
             output, _ = hammer.communicate(timeout=30)

@@ -72,7 +72,10 @@ class Reader:
         raise NotImplementedError
 
     def read(self, requests: Sequence[tuple[Any, Sequence[tuple[Any, ...]]]]) -> list[list[Any]]:
-        """For each (prepared view, entity key tuples): per entity None or (event datetime, [values])."""
+        """For each (prepared view, entity key tuples): per entity None or (event datetime, [values]).
+
+        A view the store holds no synced snapshot of gives None instead of its list.
+        """
         raise NotImplementedError
 
     def close(self) -> None:

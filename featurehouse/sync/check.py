@@ -2,18 +2,32 @@
 
 For a sample of each synced view's entities, read the online store as of the view's
 last sync time (ttl applied at that instant) and run ``get_historical_features`` for the
-same entities at that instant; any value that differs is listed.
+same entities; any value that differs is listed.
+
+- Plain views are compared at the sync time, exactly: the store must hold what the
+  point-in-time join gives then (rows newer than the last ``dbt build`` show as
+  differences: that is staleness, and the audit reports it).
+- Aggregation views are compared at the snapshot's as-of time, which is each online
+  row's event timestamp (entities the store does not hold: the as-of time of the rows
+  it does hold), since an aggregate is only defined at the instant it was computed.
+  Floats are equal within a relative 1e-9: the snapshot and a training set sum the same
+  events in a different order, which can change the last bits.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.specs import EVENT_TIMESTAMP
 
 if TYPE_CHECKING:
     from featurehouse.store import FeatureStore
+
+RELATIVE_TOLERANCE = 1e-9  # aggregation views only
 
 
 @dataclass
@@ -47,41 +61,73 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
             if state is None:
                 result.differences.append(f"{layout.name}: never synced; run 'featurehouse sync'")
                 continue
+            aggregation = store.repo.feature_views[layout.name].is_aggregation
             snapshot = read_snapshot_table(warehouse, layout)
             keys = snapshot.select(list(layout.join_keys)).sort_by([(k, "ascending") for k in layout.join_keys])
             if keys.num_rows > sample:  # evenly spread over the key range, the same entities every run
                 step = keys.num_rows / sample
                 keys = keys.take(pa.array([int(i * step) for i in range(sample)]))
+            if keys.num_rows == 0:
+                result.summaries.append(f"{layout.name}: the snapshot is empty, nothing to compare")
+                continue
             refs = [f"{layout.name}:{f}" for f in layout.features]
-            at = state.synced_at
+            synced_at = state.synced_at
             columns = {k: keys.column(k).to_pylist() for k in layout.join_keys}
-            online = reader.read(refs, columns, full_feature_names=True, now=at) if keys.num_rows else None
-            spine = keys.append_column(
-                EVENT_TIMESTAMP, pa.array([at.replace(tzinfo=None)] * keys.num_rows, type=pa.timestamp("us")))
-            offline = (store.get_historical_features(spine, refs, full_feature_names=True).to_arrow()
-                       if keys.num_rows else None)
+            online = reader.read(refs, columns, full_feature_names=True, now=synced_at)
+            if aggregation:
+                times, as_of = _as_of_times(online.event_timestamps[f"{layout.name}__{layout.features[0]}"], synced_at)
+                when = f"at the snapshot's as-of time {_utc_text(as_of)} UTC (synced at {_utc_text(synced_at)} UTC)"
+            else:
+                times = [synced_at] * keys.num_rows
+                when = f"as of the sync at {_utc_text(synced_at)} UTC"
+            spine = keys.append_column(EVENT_TIMESTAMP, pa.array(
+                [t.astimezone(timezone.utc).replace(tzinfo=None) for t in times], type=pa.timestamp("us")))
+            offline = store.get_historical_features(spine, refs, full_feature_names=True).to_arrow()
+            same = _close if aggregation else _same
             found = 0
             for i in range(keys.num_rows):
                 for feature in layout.features:
                     name = f"{layout.name}__{feature}"
-                    online_value = online.values[name][i] if online else None
-                    offline_value = offline.column(name)[i].as_py() if offline is not None else None
-                    if not _same(online_value, offline_value):
+                    online_value = online.values[name][i]
+                    offline_value = offline.column(name)[i].as_py()
+                    if not same(online_value, offline_value):
                         found += 1
                         entity = ", ".join(f"{k}={columns[k][i]!r}" for k in layout.join_keys)
                         result.differences.append(
                             f"{layout.name} [{entity}] {feature}: online {online_value!r} "
-                            f"({online.statuses[name][i] if online else 'NOT_FOUND'}), training {offline_value!r}")
+                            f"({online.statuses[name][i]}), training {offline_value!r} at {_utc_text(times[i])}")
             result.summaries.append(
-                f"{layout.name}: {keys.num_rows} entities compared as of the sync at "
-                f"{at.strftime('%Y-%m-%d %H:%M:%S')} UTC, {found} difference(s)")
+                f"{layout.name}: {keys.num_rows} entities compared {when}, {found} difference(s)")
     finally:
         warehouse.close()
         reader.close()
     return result
 
 
+def _as_of_times(stamps: list[datetime | None], synced_at: datetime) -> tuple[list[datetime], datetime]:
+    """Each entity's comparison time in an aggregation view, and the snapshot's as-of time.
+
+    Every row of one snapshot carries its as-of time; an entity the store does not hold
+    is compared at the as-of time most rows carry (the sync time if the store holds none).
+    """
+    held = Counter(t for t in stamps if t is not None)
+    as_of = held.most_common(1)[0][0] if held else synced_at
+    return [t if t is not None else as_of for t in stamps], as_of
+
+
+def _utc_text(moment: datetime) -> str:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True  # NaN
     return a == b
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (a != a and b != b) or math.isclose(a, b, rel_tol=RELATIVE_TOLERANCE)
+    return _same(a, b)

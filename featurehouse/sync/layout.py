@@ -31,10 +31,10 @@ STATE_TABLE = "_featurehouse_sync_state"
 
 
 def feature_dtypes(view: "FeatureView") -> dict[str, str]:
-    """Each feature's dtype; window aggregations are float64, as in training sets."""
-    dtypes = {f.name: f.dtype for f in view.features}
-    dtypes.update({a.output_name: "float64" for a in view.aggregations})
-    return dtypes
+    """Each feature's dtype, the training sets' own (an aggregation's count is int64, the rest float64)."""
+    from featurehouse.compiler import feature_dtypes as training_dtypes  # sqlglot: only when a layout is built
+
+    return training_dtypes(view)
 
 
 @dataclass(frozen=True)

@@ -310,7 +310,7 @@ class PostgresReader(Reader):
                     cursors = [self._execute(con, prepared, keys) for prepared, keys in requests]
                 fetched = [c.fetchall() if c is not None else None for c in cursors]
         except psycopg.errors.UndefinedTable:
-            # a view that was never synced: read the others one by one, this one is NOT_FOUND
+            # a view that was never synced: read the others one by one
             fetched = []
             for prepared, keys in requests:
                 try:
@@ -322,8 +322,8 @@ class PostgresReader(Reader):
             raise OnlineStoreError(f"reading the Postgres online store failed: {reason(error)}") from None
         results = []
         for (prepared, keys), rows in zip(requests, fetched):
-            if rows is None:
-                results.append([None] * len(keys))
+            if rows is None:  # never synced
+                results.append(None)
                 continue
             n = prepared.nkeys
             found = {tuple(r[:n]): (r[n], list(r[n + 1:])) for r in rows}

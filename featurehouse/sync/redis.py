@@ -13,8 +13,10 @@ Layout (``P`` is ``online_store.key_prefix``, default ``fh``):
   strings UTF-8; bytes raw; timestamps as epoch microseconds; arrays as JSON. A NULL
   feature has no field.
 - a reader computes ``now - ttl`` itself: a hash whose ``_ts`` is older is expired.
-- sync bookkeeping, which readers ignore: ``P:#state:<view>`` (a hash) and ``P:#lock``.
-  Deleting ``P:#state:<view>`` makes the next sync a full refresh.
+- sync bookkeeping: ``P:#state:<view>`` (a hash) and ``P:#lock``. Readers only ask
+  whether ``P:#state:<view>`` exists (the view has been synced), so that a missing hash
+  in a synced aggregation view reads as an empty window. Deleting ``P:#state:<view>``
+  makes the next sync a full refresh.
 
 Writes are scripted: one EVALSHA per batch of entities writes each hash only if its row
 beats the stored one by the point-in-time tie-break, so an older row never replaces a
@@ -536,10 +538,13 @@ def _decoder(dtype: str) -> Any:
 
 
 class _Prepared:
-    __slots__ = ("prefix", "head", "tail", "decoders", "single")
+    __slots__ = ("view", "exists", "prefix", "head", "tail", "decoders", "single")
 
     def __init__(self, prefix: str, layout: ViewLayout, features: Sequence[str]):
         fields = ["_ts", *features]
+        self.view = layout.name
+        # "has this view been synced?": EXISTS on its sync state hash
+        self.exists = b"*2\r\n$6\r\nEXISTS\r\n" + _bulk_bytes(f"{prefix}:#state:{layout.name}")
         self.prefix = f"{prefix}:{layout.name}:".encode()
         self.head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
         self.tail = b"".join(_bulk_bytes(f) for f in fields)
@@ -559,6 +564,9 @@ class RedisReader(Reader):
         self._local = threading.local()
         self._all: list[Any] = []
         self._guard = threading.Lock()
+        # views seen synced; until then each read also asks EXISTS on the view's state hash
+        # (same round trip), to tell a view never synced from entities it does not hold
+        self._synced: set[str] = set()
 
     def _connection(self) -> Any:
         """This thread's own connection: no pool lock and no health poll on every read."""
@@ -594,6 +602,8 @@ class RedisReader(Reader):
         commands: list[bytes] = []
         for prepared, keys in requests:
             commands.extend(self._command(prepared, keys))
+        unconfirmed = [prepared for prepared, _ in requests if prepared.view not in self._synced]
+        commands.extend(prepared.exists for prepared in unconfirmed)
         packed = b"".join(commands)
         for attempt in (0, 1):
             connection = self._connection()
@@ -609,9 +619,19 @@ class RedisReader(Reader):
             except redis.RedisError as error:
                 self._drop(connection)
                 raise OnlineStoreError(f"reading the Redis online store failed: {reason(error)}") from None
-        results = []
+        never_synced = set()
+        for prepared, reply in zip(unconfirmed, replies[len(replies) - len(unconfirmed):]):
+            if reply:
+                self._synced.add(prepared.view)  # a set of names: adding is thread-safe
+            else:
+                never_synced.add(prepared.view)
+        results: list[Any] = []
         position = 0
         for prepared, keys in requests:
+            if prepared.view in never_synced:
+                results.append(None)
+                position += len(keys)
+                continue
             decoders = prepared.decoders
             view_rows = []
             for reply in replies[position:position + len(keys)]:

@@ -285,7 +285,7 @@ class SQLiteReader(Reader):
                     rows += self._fetch(con, prepared, unique[start:start + CHUNK_KEYS])
             except sqlite3.OperationalError as error:
                 if "no such table" in str(error):
-                    results.append([None] * len(keys))  # never synced: every entity is NOT_FOUND
+                    results.append(None)  # never synced
                     continue
                 raise OnlineStoreError(f"reading the SQLite online store {self.path} failed: {reason(error)}") from None
             n = prepared.nkeys
