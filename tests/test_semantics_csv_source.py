@@ -1,4 +1,4 @@
-"""The worked example in the README's "Point-in-time semantics" section, checked for real."""
+"""ttl bounds, created-time ties and filter_by_created_timestamp through the SDK, on a CSV path: source."""
 
 from __future__ import annotations
 
