@@ -81,6 +81,8 @@ class DuckDBWarehouse(Warehouse):
             raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {error}") from None
         # Timestamps are stored as UTC; show them as UTC whatever the machine's zone is.
         self._con.execute("SET TimeZone = 'UTC'").fetchall()
+        # a library must not draw on its caller's terminal (notebooks, services, cron logs)
+        self._con.execute("SET enable_progress_bar = false").fetchall()
         self._apply_settings(target.config.get("settings") or {})
 
     def _apply_settings(self, settings: dict[str, Any]) -> None:
