@@ -17,6 +17,7 @@ NOW = datetime(2026, 11, 27, 12, 0)
 def _copy_example(root: Path, postgres_url: str, schema: str) -> Path:
     from psycopg.conninfo import conninfo_to_dict
 
+    root.mkdir()
     for name in ("featurehouse.yml", "dbt_project.yml"):
         shutil.copy(PACKAGE_ROOT / name, root / name)
     for folder in ("feature_specs", "macros"):
@@ -58,7 +59,6 @@ def _training_set(root: Path, target: str) -> pd.DataFrame:
 @pytest.mark.postgres
 def test_example_gives_the_same_training_set_on_duckdb_and_postgres(tmp_path, postgres_url, postgres_schema):
     duck = _training_set(_copy_example(tmp_path / "duck", postgres_url, postgres_schema), "dev")
-    (tmp_path / "pg").mkdir()
     pg = _training_set(_copy_example(tmp_path / "pg", postgres_url, postgres_schema), "pg")
     pd.testing.assert_frame_equal(duck, pg)
     assert len(duck) == 1000
