@@ -63,7 +63,7 @@ def test_example_gives_the_same_training_set_on_duckdb_and_postgres(tmp_path, po
     pd.testing.assert_frame_equal(duck, pg)
     assert len(duck) == 1000
     # the example is built to exercise the ttl: driver 1010 stopped two days before NOW
-    stopped = duck[(duck.driver_id == 1010) & (duck.event_timestamp > pd.Timestamp(NOW) - pd.Timedelta("1d"))]
+    stopped = duck[(duck.driver_id == 1010) & (duck.event_timestamp > pd.Timestamp(NOW) - pd.Timedelta(days=1))]
     assert len(stopped) > 0 and stopped["conv_rate"].isna().all()
     assert duck["conv_rate"].notna().sum() > 900
 
