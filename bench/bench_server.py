@@ -316,8 +316,8 @@ def main() -> None:
     load_after = os.getloadavg()
 
     print()
-    print(f"| request | req/s | vs baseline | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors "
-          f"| server CPU µs/req | SDK p50/p99 ms |")
+    print("| request | req/s | vs baseline | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors "
+          "| server CPU µs/req | SDK p50/p99 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, stats in rows:
         ratio = stats["req_s"] / base["req_s"]

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from featurehouse.durations import format_duration
 from featurehouse.errors import FeaturehouseError, RequestError, did_you_mean
+from featurehouse.join_plan import feature_dtypes
 
 if TYPE_CHECKING:
     from featurehouse.repo import FeatureRepo
-    from featurehouse.specs import FeatureView
 
 KINDS = ("entities", "feature-views", "feature-services", "features")
 
@@ -37,14 +37,6 @@ def _origin(repo: FeatureRepo, kind: str, name: str) -> str:
     return str(origin) if origin else ""
 
 
-def feature_dtypes(view: FeatureView) -> dict[str, str]:
-    """Feature name → dtype, aggregations included, in declaration order."""
-    dtypes = {f.name: f.dtype for f in view.features}
-    if view.aggregations:
-        from featurehouse.aggregations import output_dtype
-
-        dtypes.update({a.output_name: output_dtype(a) for a in view.aggregations})
-    return dtypes
 
 
 def parse_tag_filters(values: Iterable[str]) -> dict[str, str | None]:

@@ -194,7 +194,7 @@ class OnlineReader:
         return plan
 
     def _build_plan(self, features: Sequence[str] | str, full_feature_names: bool) -> _Plan:
-        from featurehouse.compiler import JoinPlan, check_output_names
+        from featurehouse.join_plan import JoinPlan, check_output_names
         from featurehouse.sync.layout import ViewLayout
 
         if not isinstance(features, str):

@@ -32,7 +32,6 @@ from featurehouse.errors import FeaturehouseError, OnlineStoreError, RequestErro
 
 if TYPE_CHECKING:
     from featurehouse.repo import FeatureRepo
-    from featurehouse.store import FeatureStore
 
 log = logging.getLogger("featurehouse.server")
 
@@ -235,7 +234,7 @@ class FeastEncoder:
 
 
 def _feature_dtypes(view: Any) -> dict[str, str]:
-    from featurehouse.catalog import feature_dtypes
+    from featurehouse.join_plan import feature_dtypes
 
     return feature_dtypes(view)
 

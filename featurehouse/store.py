@@ -71,7 +71,7 @@ class FeatureStore:
         its timestamp column is ``event_timestamp`` or its only timestamp column (naive
         timestamps are UTC). Every row comes back once, in order, with all its columns.
         """
-        from featurehouse.compiler import JoinPlan, check_output_names
+        from featurehouse.join_plan import JoinPlan, check_output_names
 
         plan = JoinPlan(tuple(self.repo.resolve_features(features)), full_feature_names)
         check_output_names(plan)
@@ -159,7 +159,7 @@ class RetrievalJob:
         return _restore_spine_types(result, None, self.plan, self.store.repo)
 
     def _render(self, spine: str, timestamp: str, columns: list[str], order_column: str | None) -> str:
-        from featurehouse.compiler import point_in_time_call
+        from featurehouse.join_plan import point_in_time_call
         from featurehouse.rendering import render
 
         placeholder = "__fh_spine_relation__"
@@ -223,7 +223,7 @@ def _as_arrow(entity_df: Any) -> "pa.Table":
 
 
 def _feature_arrow_types(plan: Any, repo: "FeatureRepo") -> dict[str, "pa.DataType"]:
-    from featurehouse.compiler import feature_dtypes
+    from featurehouse.join_plan import feature_dtypes
     from featurehouse.types import arrow_type
 
     types: dict[str, pa.DataType] = {}

@@ -108,8 +108,6 @@ def write_data(root: Path, stats: list[dict[str, Any]], pairs: list[dict[str, An
 
 def build_repo(root: Path, drivers: range, online_store: str, now: datetime | None = None) -> Path:
     """A compiled and built feature repo (DuckDB warehouse) whose online store is ``online_store``."""
-    from featurehouse import compiler
-    from featurehouse.repo import load_repo
 
     now = now or utc_hour()
     write_repo(root, SPECS, online_store=online_store)

@@ -170,7 +170,7 @@ def test_check_fails_after_a_spec_change(compiled: Path) -> None:
     before = (compiled / MODELS / "ts_ranking_training.sql").read_text()
     result = check(compiled)
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: ") and "ts_ranking_training.sql" in result.stderr
+    assert result.stderr.startswith("Error: ") and "ts_ranking_training.sql" in result.stderr
     assert "run 'featurehouse compile'" in result.stderr
     # --check never writes
     assert (compiled / MODELS / "ts_ranking_training.sql").read_text() == before

@@ -32,7 +32,7 @@ STATE_TABLE = "_featurehouse_sync_state"
 
 def feature_dtypes(view: "FeatureView") -> dict[str, str]:
     """Each feature's dtype, the training sets' own (an aggregation's count is int64, the rest float64)."""
-    from featurehouse.compiler import feature_dtypes as training_dtypes  # sqlglot: only when a layout is built
+    from featurehouse.join_plan import feature_dtypes as training_dtypes
 
     return training_dtypes(view)
 
