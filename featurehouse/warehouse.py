@@ -115,7 +115,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             return self._con.sql(sql).to_arrow_table()
         except duckdb.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {error}") from None
+            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
 
     def execute(self, sql: str) -> None:
         self._con.execute(sql).fetchall()
@@ -126,7 +126,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             rows = self._con.execute(f"DESCRIBE {sql}").fetchall()
         except duckdb.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {error}") from None
+            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
         return [(row[0], row[1]) for row in rows]
 
     @contextlib.contextmanager
@@ -186,7 +186,7 @@ class PostgresWarehouse(Warehouse):
         try:
             self._con = psycopg.connect(postgres_conninfo(target.config), autocommit=True)
         except psycopg.Error as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            reason = _first_line(error)
             raise WarehouseError(f"cannot connect to the Postgres warehouse: {reason}") from None
 
     def execute(self, sql: str) -> None:
@@ -195,7 +195,7 @@ class PostgresWarehouse(Warehouse):
         try:
             self._con.execute(sql)
         except psycopg.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {str(error).strip()}") from None
+            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
 
     def columns(self, sql: str) -> list[tuple[str, str]]:
         import psycopg
@@ -210,7 +210,7 @@ class PostgresWarehouse(Warehouse):
                     cur.execute("select format_type(%s, null)", (oid,))
                     types.append(cur.fetchone()[0])
         except psycopg.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {str(error).strip()}") from None
+            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
         return list(zip(names, types))
 
     def arrow(self, sql: str) -> "pa.Table":
@@ -232,7 +232,7 @@ class PostgresWarehouse(Warehouse):
                     for block in copy:
                         buffer.write(block)
         except psycopg.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {str(error).strip()}") from None
+            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
         arrow_types = {name: _arrow_type(kind) for name, kind in columns}
         names = [name for name, _ in columns]
         if not names:
@@ -270,7 +270,7 @@ class PostgresWarehouse(Warehouse):
                             copy.write_row(row)
             self._con.execute(f"ANALYZE {SPINE_PLACEHOLDER}")
         except psycopg.Error as error:
-            raise WarehouseError(f"cannot load the entity rows into Postgres: {str(error).strip()}") from None
+            raise WarehouseError(f"cannot load the entity rows into Postgres: {_first_line(error)}") from None
         try:
             yield SPINE_PLACEHOLDER
         finally:
@@ -315,6 +315,12 @@ def _decode(column: "pa.ChunkedArray", kind: "pa.DataType") -> "pa.Array":
     if pa.types.is_binary(kind):
         return pa.array([None if v is None else bytes.fromhex(v[2:]) for v in values], type=kind)
     return pa.array([None if v is None else json.loads(v) for v in values], type=kind)
+
+
+def _first_line(error: Exception) -> str:
+    """DuckDB appends hints on further lines ("Did you mean ...?"); an error is one sentence."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def connect(target: DbtTarget, root: Path, read_only: bool = True) -> Warehouse:
