@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,41 @@ def redis_store(url: str, prefix: str) -> str:
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+KINDS = ["sqlite", "postgres", "redis"]
+
+
+@dataclass
+class EveryStore:
+    """A repo synced once to each kind of store (see sync_to_every_store)."""
+
+    stores: dict[str, Any]  # kind -> FeatureStore
+    configs: dict[str, str]  # kind -> online_store: block of featurehouse.yml
+    reports: dict[str, Any]  # kind -> SyncReport of the sync
+    names: dict[str, str]  # the Postgres schema and Redis key prefix made for it
+
+    def drop(self, postgres_url: str, redis_url: str) -> None:
+        drop_store("postgres", postgres_url, self.names["postgres"])
+        drop_store("redis", redis_url, self.names["redis"])
+
+
+def sync_to_every_store(root: Path, postgres_url: str, redis_url: str, name: str) -> EveryStore:
+    """Sync the built repo at ``root`` once to SQLite, a fresh Postgres schema and a fresh Redis
+    key prefix; leave its featurehouse.yml on SQLite."""
+    from featurehouse.store import FeatureStore
+    from featurehouse.sync import sync
+
+    names = {"postgres": unique(f"fh_{name}"), "redis": unique(f"fh{name}")}
+    configs = {"sqlite": sqlite_store(), "postgres": postgres_store(postgres_url, names["postgres"]),
+               "redis": redis_store(redis_url, names["redis"])}
+    stores, reports = {}, {}
+    for kind in KINDS:
+        set_store(root, configs[kind])
+        stores[kind] = FeatureStore(root)
+        reports[kind] = sync(stores[kind])
+    set_store(root, configs["sqlite"])
+    return EveryStore(stores, configs, reports, names)
 
 
 def drop_store(kind: str, url: str, name: str) -> None:

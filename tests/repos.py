@@ -19,6 +19,24 @@ target-path: target
 """
 
 
+def postgres_output(postgres_url: str, schema: str, name: str = "pg") -> str:
+    """A profiles.yml output (indented for `outputs:`) for the Postgres server at ``postgres_url``."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(postgres_url)
+    return f"""\
+    {name}:
+      type: postgres
+      host: {parts.get('host', '127.0.0.1')}
+      port: {parts.get('port', 5432)}
+      user: {parts.get('user', 'postgres')}
+      password: "{parts.get('password', '')}"
+      dbname: {parts.get('dbname', 'test')}
+      schema: {schema}
+      threads: 1
+"""
+
+
 def write_repo(
     root: Path,
     specs: dict[str, str],
@@ -42,20 +60,7 @@ test_repo:
       threads: 1
 """
     if postgres_url:
-        from psycopg.conninfo import conninfo_to_dict
-
-        parts = conninfo_to_dict(postgres_url)
-        outputs += f"""\
-    pg:
-      type: postgres
-      host: {parts.get('host', '127.0.0.1')}
-      port: {parts.get('port', 5432)}
-      user: {parts.get('user', 'postgres')}
-      password: "{parts.get('password', '')}"
-      dbname: {parts.get('dbname', 'test')}
-      schema: {postgres_schema}
-      threads: 1
-"""
+        outputs += postgres_output(postgres_url, postgres_schema)
     (root / "profiles.yml").write_text(outputs)
     (root / "featurehouse.yml").write_text(f"project: test_repo\nspecs: feature_specs\nonline_store:\n{online_store}")
     packages = root / "dbt_packages"

@@ -9,35 +9,23 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from repos import PACKAGE_ROOT, run_dbt
+from repos import PACKAGE_ROOT, postgres_output, run_dbt
 
 NOW = datetime(2026, 11, 27, 12, 0)
 
 
 def _copy_example(root: Path, postgres_url: str, schema: str) -> Path:
-    from psycopg.conninfo import conninfo_to_dict
-
     root.mkdir()
     for name in ("featurehouse.yml", "dbt_project.yml"):
         shutil.copy(PACKAGE_ROOT / name, root / name)
     for folder in ("feature_specs", "macros"):
         shutil.copytree(PACKAGE_ROOT / folder, root / folder)
-    parts = conninfo_to_dict(postgres_url)
-    (root / "profiles.yml").write_text(f"""\
-featurehouse:
-  target: dev
-  outputs:
-    dev: {{type: duckdb, path: data/warehouse.duckdb, threads: 1}}
-    pg:
-      type: postgres
-      host: {parts.get('host', '127.0.0.1')}
-      port: {parts.get('port', 5432)}
-      user: {parts.get('user', 'postgres')}
-      password: ""
-      dbname: {parts.get('dbname', 'test')}
-      schema: {schema}
-      threads: 1
-""")
+    # the example's own profile name: its dbt_project.yml builds its models only under it
+    (root / "profiles.yml").write_text(
+        "featurehouse:\n  target: dev\n  outputs:\n"
+        "    dev: {type: duckdb, path: data/warehouse.duckdb, threads: 1}\n"
+        + postgres_output(postgres_url, schema)
+    )
     from featurehouse.example import write_example_data
 
     write_example_data(root / "seeds", now=NOW)

@@ -24,13 +24,22 @@ from featurehouse.cli import main
 from featurehouse.store import FeatureStore
 from featurehouse.sync import sync
 from featurehouse.sync.check import audit
-from online_support import drop_store, online_values, postgres_store, redis_store, set_store, sqlite_store, unique
+from online_support import (
+    KINDS,
+    drop_store,
+    online_values,
+    postgres_store,
+    redis_store,
+    set_store,
+    sqlite_store,
+    sync_to_every_store,
+    unique,
+)
 from repos import run_dbt, write_repo
 
 AS_OF = datetime(2026, 3, 1, 12, 0)  # naive UTC
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 US = timedelta(microseconds=1)
-KINDS = ["sqlite", "postgres", "redis"]
 
 SPECS = {"specs.yml": """\
 entities:
@@ -105,19 +114,12 @@ def built(tmp_path_factory, postgres_url, redis_url):
     compiler.write(root / repo.config.models_dir, compiler.compile_repo(repo, "duckdb"))
     # an offset in the var: the same instant as AS_OF in UTC
     run_dbt(root, "build", "--quiet", "--vars", "{featurehouse_as_of: '2026-03-01T13:00:00+01:00'}")
-    names = {"postgres": unique("fh_aggs"), "redis": unique("fhaggs")}
-    configs = {"sqlite": sqlite_store(), "postgres": postgres_store(postgres_url, names["postgres"]),
-               "redis": redis_store(redis_url, names["redis"])}
-    stores = {}
-    for kind in KINDS:
-        set_store(root, configs[kind])
-        stores[kind] = FeatureStore(root)
-        report = sync(stores[kind])
+    synced = sync_to_every_store(root, postgres_url, redis_url, "aggs")
+    stores, configs = synced.stores, synced.configs
+    for report in synced.reports.values():
         assert report.written == report.rows_read == len(IN_SNAPSHOT) + 2  # + card_limit's two cards
-    set_store(root, configs["sqlite"])
     yield root, stores, configs
-    drop_store("postgres", postgres_url, names["postgres"])
-    drop_store("redis", redis_url, names["redis"])
+    synced.drop(postgres_url, redis_url)
 
 
 def _training(store: FeatureStore, cards: list[int], refs: list[str], at: datetime) -> dict[str, list[Any]]:

@@ -13,23 +13,19 @@ from featurehouse.errors import RequestError
 from featurehouse.store import FeatureStore
 from featurehouse.sync import sync
 from online_support import (
+    KINDS,
     all_keys,
     build_repo,
-    drop_store,
     online_values,
-    postgres_store,
-    redis_store,
-    set_store,
     sqlite_store,
+    sync_to_every_store,
     training_values,
-    unique,
     utc_hour,
 )
 
 DRIVERS = range(1, 41)
 STATS = ["stats:conv_rate", "stats:trips", "stats:city", "stats:active"]
 PAIRS = ["pairs:rating", "pairs:last_seen"]
-KINDS = ["sqlite", "postgres", "redis"]
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +34,12 @@ def built(tmp_path_factory, postgres_url, redis_url):
     root = tmp_path_factory.mktemp("online_reads")
     now = utc_hour()
     build_repo(root, DRIVERS, sqlite_store(), now)
-    names = {"postgres": unique("fh_reads"), "redis": unique("fhreads")}
-    configs = {"sqlite": sqlite_store(), "postgres": postgres_store(postgres_url, names["postgres"]),
-               "redis": redis_store(redis_url, names["redis"])}
-    stores = {}
-    for kind in KINDS:
-        set_store(root, configs[kind])
-        stores[kind] = FeatureStore(root)
-        report = sync(stores[kind])
+    synced = sync_to_every_store(root, postgres_url, redis_url, "reads")
+    stores = synced.stores
+    for report in synced.reports.values():
         assert report.written == report.rows_read > 0
-    set_store(root, configs["sqlite"])
     yield root, now, stores
-    drop_store("postgres", postgres_url, names["postgres"])
-    drop_store("redis", redis_url, names["redis"])
+    synced.drop(postgres_url, redis_url)
 
 
 @pytest.mark.parametrize("kind", KINDS)
