@@ -32,6 +32,15 @@ class Backend:
 
     kind: str = ""
     description: str = ""
+    _con: Any = None  # the store's connection, opened by connect() on first use
+
+    @property
+    def con(self) -> Any:
+        """The connection, opened on first use."""
+        if self._con is None:
+            self.connect()
+        assert self._con is not None
+        return self._con
 
     def connect(self) -> None:
         """Reach the store now; raise OnlineStoreError with one sentence when it cannot be reached."""

@@ -72,13 +72,6 @@ class PostgresBackend(Backend):
     def table(self, name: str) -> str:
         return f"{quote(self.schema)}.{quote(name)}"
 
-    @property
-    def con(self) -> "psycopg.Connection":
-        if self._con is None:
-            self.connect()
-        assert self._con is not None
-        return self._con
-
     def connect(self) -> None:
         import psycopg
 

@@ -67,13 +67,6 @@ class SQLiteBackend(Backend):
         self.description = f"the SQLite online store {path}"
         self._con: sqlite3.Connection | None = None
 
-    @property
-    def con(self) -> sqlite3.Connection:
-        if self._con is None:
-            self.connect()
-        assert self._con is not None
-        return self._con
-
     def connect(self) -> None:
         if self._con is not None:
             return
