@@ -105,13 +105,16 @@ class RetrievalJob:
 
     def to_df(self) -> "pd.DataFrame":
         """The result as pandas; integer and boolean features are nullable (Int64, boolean)."""
+        import pandas as pd
+
+        nullable = {"int32": pd.Int32Dtype(), "int64": pd.Int64Dtype(), "bool": pd.BooleanDtype()}
         table = self.to_arrow()
         frame = table.to_pandas()
         for name in self.plan.output_names():
             column = table.column(name)
-            nullable = _NULLABLE_PANDAS.get(str(column.type))
-            if nullable is not None:
-                frame[name] = column.to_pandas(types_mapper={column.type: nullable()}.get)
+            dtype = nullable.get(str(column.type))
+            if dtype is not None:
+                frame[name] = column.to_pandas(types_mapper={column.type: dtype}.get)
         return frame
 
     # --------------------------------------------------------------------------------------
@@ -256,10 +259,3 @@ def _restore_spine_types(result: "pa.Table", spine_schema: "pa.Schema | None", p
             column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
         columns.append(column)
     return pa.table(columns, names=result.column_names)
-
-
-_NULLABLE_PANDAS = {
-    "int32": lambda: __import__("pandas").Int32Dtype(),
-    "int64": lambda: __import__("pandas").Int64Dtype(),
-    "bool": lambda: __import__("pandas").BooleanDtype(),
-}
