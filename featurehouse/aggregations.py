@@ -14,9 +14,8 @@ from typing import NoReturn
 
 from featurehouse import compiler
 from featurehouse.repo import FeatureRepo
+from featurehouse.join_plan import online_model
 from featurehouse.specs import Aggregation, FeatureView
-
-ONLINE_PREFIX = "online_"
 
 # count is a number of values; every other function is computed in double precision
 _OUTPUT_DTYPES = {"count": "int64"}
@@ -34,10 +33,6 @@ def empty_window_values(view: FeatureView) -> dict[str, int | None]:
     so that they agree with get_historical_features, which gives these values.
     """
     return {a.output_name: 0 if a.function == "count" else None for a in view.aggregations}
-
-
-def online_model(view_name: str) -> str:
-    return f"{ONLINE_PREFIX}{view_name}"
 
 
 # ---- validation --------------------------------------------------------------------------------

@@ -14,10 +14,16 @@ from featurehouse.repo import FeatureRepo, ViewSelection
 from featurehouse.specs import FeatureView
 
 FEATURE_VIEW_PREFIX = "fv_"
+ONLINE_PREFIX = "online_"
 
 
 def feature_view_model(view_name: str) -> str:
     return f"{FEATURE_VIEW_PREFIX}{view_name}"
+
+
+def online_model(view_name: str) -> str:
+    """The dbt model holding the latest snapshot of ``view_name`` (what sync copies)."""
+    return f"{ONLINE_PREFIX}{view_name}"
 
 
 def _jinja_string(value: str) -> str:

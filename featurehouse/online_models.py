@@ -4,7 +4,12 @@ Each holds, per entity, the row the point-in-time rule picks when dbt runs, buil
 ``featurehouse.latest_snapshot`` macro over the same ``fv_<view>`` model and with the same
 tie-break as the training sets, so the online store (``featurehouse sync`` copies these
 tables) serves exactly what ``get_historical_features`` returns for (entity, run time).
-Columns: join keys, event_timestamp, created_timestamp (naive UTC), features.
+Columns: join keys, event_timestamp, created_timestamp (naive UTC), features, then the
+bookkeeping columns snapshot_as_of, snapshot_built_at and snapshot_definition.
+
+On DuckDB and Postgres they are dbt incremental models (``incremental_latest_snapshot``,
+delete+insert on the join keys; docs/decisions/0006-incremental-online-snapshots.md);
+on other warehouses, untested, tables rebuilt by every run.
 
 Views with ``aggregations:`` get their ``online_<view>`` model from the aggregation
 generator instead; sync treats every ``online_<view>`` model alike.
@@ -15,15 +20,11 @@ from __future__ import annotations
 import json
 
 from featurehouse import compiler
+from featurehouse.join_plan import ONLINE_PREFIX, online_model
 from featurehouse.repo import FeatureRepo
 from featurehouse.specs import FeatureView
 
-ONLINE_PREFIX = "online_"
-
-
-def online_model(view_name: str) -> str:
-    """The dbt model holding the latest snapshot of ``view_name``."""
-    return f"{ONLINE_PREFIX}{view_name}"
+__all__ = ["ONLINE_PREFIX", "online_model", "online_views", "generate"]
 
 
 def online_views(repo: FeatureRepo) -> list[FeatureView]:
@@ -31,13 +32,17 @@ def online_views(repo: FeatureRepo) -> list[FeatureView]:
     return [repo.feature_views[name] for name in sorted(repo.feature_views) if repo.feature_views[name].online]
 
 
-def latest_snapshot_sql(repo: FeatureRepo, view: FeatureView) -> str:
+# Warehouses whose dbt adapters build delete+insert incremental models and are tested here.
+INCREMENTAL_DIALECTS = ("duckdb", "postgres")
+
+
+def latest_snapshot_sql(repo: FeatureRepo, view: FeatureView, dialect: str = "duckdb") -> str:
     features = ", ".join(
         "{'name': %s, 'dtype': %s}" % (compiler._jinja_string(f.name), compiler._jinja_string(f.dtype))
         for f in view.features
     )
     call = (
-        "featurehouse.latest_snapshot(\n"
+        "featurehouse.incremental_latest_snapshot(\n"
         f"    relation=ref({compiler._jinja_string(compiler.feature_view_model(view.name))}),\n"
         f"    join_keys={json.dumps(repo.join_keys(view))},\n"
         f"    features=[{features}],\n"
@@ -48,15 +53,28 @@ def latest_snapshot_sql(repo: FeatureRepo, view: FeatureView) -> str:
     origin = repo.origin("feature_views", view.name)
     return (
         compiler._header(f"latest snapshot of feature view '{view.name}' for `featurehouse sync`", origin)
-        + "{{ config(materialized='table') }}\n\n"
+        + _config(repo, view, dialect) + "\n\n"
         + "{{ " + call + " }}\n"
     )
+
+
+def _config(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
+    if dialect not in INCREMENTAL_DIALECTS:
+        return "{{ config(materialized='table') }}"
+    lines = [
+        "materialized='incremental'",
+        "incremental_strategy='delete+insert'",
+        f"unique_key={json.dumps(repo.join_keys(view))}",
+    ]
+    if view.ttl:  # rows that aged out leave the table after each build
+        lines.append(f'post_hook="{{{{ featurehouse.expire_latest_snapshot(this, ttl_seconds={view.ttl}) }}}}"')
+    return "{{ config(\n    " + ",\n    ".join(lines) + "\n) }}"
 
 
 def generate(repo: FeatureRepo, dialect: str) -> dict[str, str]:
     """``online_<view>.sql`` for every online view without aggregations."""
     return {
-        f"{online_model(view.name)}.sql": latest_snapshot_sql(repo, view)
+        f"{online_model(view.name)}.sql": latest_snapshot_sql(repo, view, dialect)
         for view in online_views(repo)
         if not view.is_aggregation
     }

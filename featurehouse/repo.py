@@ -313,7 +313,7 @@ def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:
         if name in key_owner:
             message = f"{label} '{name}' has the name of the join key of entity '{key_owner[name]}'; rename the {label}"
         elif name in RESERVED_COLUMNS:
-            message = (f"{label} '{name}' has a name featurehouse reserves for its timestamp columns "
+            message = (f"{label} '{name}' has a name featurehouse reserves for its own columns "
                        f"({', '.join(sorted(RESERVED_COLUMNS))}); rename the {label}")
         elif name in first_line:
             message = f"{label} '{name}' is declared twice (first at line {first_line[name]})"

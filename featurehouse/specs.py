@@ -19,10 +19,16 @@ MAX_IDENTIFIER_LENGTH = 63  # Postgres truncates longer identifiers silently
 SCALAR_DTYPES = ("bool", "int32", "int64", "float32", "float64", "string", "bytes", "timestamp")
 ARRAY_DTYPE = re.compile(r"^array<\s*([a-z0-9]+)\s*>$")
 
-# Columns every normalised feature-view model carries; a feature may not take these names.
+# Columns every normalised feature-view model carries, and the bookkeeping columns of the
+# incremental online snapshots (macros/incremental_latest_snapshot.sql); a feature may not
+# take these names.
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"
-RESERVED_COLUMNS = frozenset({EVENT_TIMESTAMP, CREATED_TIMESTAMP})
+# snapshot_built_at: when the dbt invocation that wrote a row started; `featurehouse sync`
+# fetches only the rows written after the newest one it saw (featurehouse/sync/snapshot.py)
+SNAPSHOT_BUILT_AT = "snapshot_built_at"
+SNAPSHOT_COLUMNS = ("snapshot_as_of", SNAPSHOT_BUILT_AT, "snapshot_definition")
+RESERVED_COLUMNS = frozenset({EVENT_TIMESTAMP, CREATED_TIMESTAMP, *SNAPSHOT_COLUMNS})
 
 AGGREGATION_FUNCTIONS = ("sum", "count", "mean", "min", "max", "stddev")
 

@@ -1,7 +1,9 @@
 {#-
   latest_snapshot: per entity, the row the point-in-time rule picks at one moment (the
   run's start by default). This is what `featurehouse sync` copies to the online store,
-  so it must agree with point_in_time_join for a spine of (entity, as_of) rows:
+  so it must agree with point_in_time_join for a spine of (entity, as_of) rows. The
+  online_<view> models call it through incremental_latest_snapshot (full builds) and use
+  its tie-break for their incremental builds.
 
   Arguments
     relation           a normalised feature-view relation (fv_<view>): join keys,
@@ -44,11 +46,18 @@ from (
                 {%- for feature in features %}, {{ featurehouse._pit_order_expression(adapter.quote(feature.name), feature.dtype) }} desc nulls first{% endfor %}
         ) as __fh_rank
     from {{ relation }}
-    where event_timestamp is not null
+    where {{ featurehouse._snapshot_eligible(join_keys, moment, ttl_seconds, filter_by_created) }}
+) as __fh_ranked
+where __fh_rank = 1
+{%- endmacro %}
+
+
+{#- The rows the point-in-time rule may pick at `moment`: keys and event time present, event
+    time at or before it and within the ttl, and created by then when filter_by_created. -#}
+{% macro _snapshot_eligible(join_keys, moment, ttl_seconds, filter_by_created) -%}
+event_timestamp is not null
         {%- for key in join_keys %} and {{ adapter.quote(key) }} is not null{% endfor %}
         and event_timestamp <= {{ moment }}
         {{- featurehouse._pit_ttl_condition('event_timestamp', moment, ttl_seconds) }}
         {%- if filter_by_created %} and (created_timestamp is null or created_timestamp <= {{ moment }}){% endif %}
-) as __fh_ranked
-where __fh_rank = 1
 {%- endmacro %}

@@ -15,6 +15,11 @@
   aggregates, exactly as point_in_time_join gives them for a spine row (keys, as-of time).
   Every entity with an event at or before the as-of time has a row, also when its windows
   are empty (count 0, others NULL), so that a sync overwrites aggregates that aged out.
+
+  Its model is a table rebuilt by every run, not incremental like the latest snapshots
+  (incremental_latest_snapshot): each window ends at the as-of time, so when it moves every
+  entity's aggregates can change, events leaving the windows, without any new row; every
+  row would be recomputed and rewritten anyway. docs/decisions/0006.
 -#}
 {% macro window_aggregation_snapshot(relation, join_keys, aggregations, as_of=none) -%}
   {{ return(adapter.dispatch('window_aggregation_snapshot', 'featurehouse')(relation, join_keys, aggregations, as_of)) }}

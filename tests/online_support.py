@@ -117,13 +117,15 @@ def build_repo(root: Path, drivers: range, online_store: str, now: datetime | No
     return root
 
 
-def rebuild(root: Path) -> None:
+def rebuild(root: Path, full_refresh: bool = False) -> None:
+    """Compile and `dbt build`; rows deleted from a source leave the (incremental) online
+    snapshots only with ``full_refresh``."""
     from featurehouse import compiler
     from featurehouse.repo import load_repo
 
     repo = load_repo(root)
     compiler.write(root / repo.config.models_dir, compiler.compile_repo(repo, "duckdb"))
-    run_dbt(root, "build", "--quiet")
+    run_dbt(root, "build", "--quiet", *(["--full-refresh"] if full_refresh else []))
 
 
 def set_store(root: Path, online_store: str) -> None:
@@ -266,7 +268,7 @@ def write_bulk(root: Path, stats: pa.Table, now: datetime) -> None:
     pq.write_table(pa.Table.from_pylist(pairs_rows(range(1, 3), now), schema=PAIRS_SCHEMA), root / "data" / "pairs.parquet")
 
 
-def rebuild_in_subprocess(root: Path) -> None:
+def rebuild_in_subprocess(root: Path, full_refresh: bool = False) -> None:
     """Like rebuild(), but dbt runs in a child process, so no DuckDB lock stays behind in this one."""
     import subprocess
     import sys
@@ -277,5 +279,5 @@ def rebuild_in_subprocess(root: Path) -> None:
     repo = load_repo(root)
     compiler.write(root / repo.config.models_dir, compiler.compile_repo(repo, "duckdb"))
     code = "from dbt.cli.main import dbtRunner; import sys; sys.exit(0 if dbtRunner().invoke(sys.argv[1:]).success else 1)"
-    subprocess.run([sys.executable, "-c", code, "build", "--quiet", "--project-dir", str(root), "--profiles-dir",
-                    str(root)], cwd=root, check=True)
+    subprocess.run([sys.executable, "-c", code, "build", "--quiet", *(["--full-refresh"] if full_refresh else []),
+                    "--project-dir", str(root), "--profiles-dir", str(root)], cwd=root, check=True)

@@ -140,7 +140,8 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
     ("feature named event_timestamp",
      {"drivers.yml": edit("{name: trips, dtype: int64}", "{name: event_timestamp, dtype: timestamp}")}, CONFIG,
      f"{F}:16: feature view 'driver_hourly_stats': feature 'event_timestamp' has a name featurehouse reserves for "
-     "its timestamp columns (created_timestamp, event_timestamp); rename the feature"),
+     "its own columns (created_timestamp, event_timestamp, snapshot_as_of, snapshot_built_at, "
+     "snapshot_definition); rename the feature"),
     ("feature declared twice", {"drivers.yml": edit("{name: trips, dtype: int64}", "{name: conv_rate, dtype: int64}")},
      CONFIG, f"{F}:16: feature view 'driver_hourly_stats': feature 'conv_rate' is declared twice (first at line 15)"),
     ("feature as a bare name", {"drivers.yml": edit("      - {name: trips, dtype: int64}\n", "      - trips\n")},

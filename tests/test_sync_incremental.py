@@ -104,6 +104,7 @@ def test_incremental_sync_writes_only_changes_and_never_an_older_row(stores):
         report = sync(store)
         assert not any(v.full_refresh for v in report.views)
         assert (_stats_report(report).written, _stats_report(report).rows_read) == (3, 37), kind
+        assert _stats_report(report).fetched == 3, kind  # only the rows the incremental build wrote
         assert next(v for v in report.views if v.view == "pairs").written == 0
         _assert_equals_training(root, store, at)
         response = online_values(store, STATS, {"driver_id": [1, 2, 4, 41]}, at)
@@ -113,7 +114,7 @@ def test_incremental_sync_writes_only_changes_and_never_an_older_row(stores):
     # the warehouse loses driver 1's newest row and all of driver 5: the snapshot goes back in time
     stats = [r for r in stats if not (r["driver_id"] == 1 and r["city"] == "newer") and r["driver_id"] != 5]
     write_data(root, stats, pairs_rows(DRIVERS, now))
-    rebuild(root)
+    rebuild(root, full_refresh=True)  # deleted rows leave the incremental snapshots only this way
     for kind, store in found.items():
         report = sync(store)
         assert _stats_report(report).written == 0, kind  # older than what the store holds: refused

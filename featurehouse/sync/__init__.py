@@ -1,10 +1,10 @@
 """``featurehouse sync``: copy the latest snapshots (``online_<view>`` models) to the online store.
 
-Per view: read the snapshot from the warehouse as Arrow, fingerprint every row, compare
-with the fingerprints of the last synced snapshot kept in the store's sync state, write
-only the changed entities
-(each only if it beats the stored row by the point-in-time tie-break), then commit the
-new state. The state advances only after the rows are written, so a sync killed at any
+Per view: read from the warehouse, as Arrow, the snapshot rows that changed since the
+last sync (by the ``snapshot_built_at`` watermark the model carries, or by comparing row
+fingerprints with the sync state kept in the store: ``featurehouse.sync.snapshot``),
+write them (each only if it beats the stored row by the point-in-time tie-break), then
+commit the new state. The state advances only after the rows are written, so a sync killed at any
 point is repaired by the next one; ``--full-refresh`` rebuilds a view from its snapshot
 and drops entities that are gone. One store module per kind: sqlite, postgres, redis.
 """
@@ -12,14 +12,15 @@ and drops entities that are gone. One store module per kind: sqlite, postgres, r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from featurehouse.errors import OnlineStoreError, RequestError, did_you_mean
 from featurehouse.sync.base import Backend, SyncBusyError
-from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout, changed_rows, fingerprints, normalise, utc_now
+from featurehouse.sync.layout import STATE_TABLE, ViewLayout, utc_now
+from featurehouse.sync.snapshot import read_changes, read_snapshot_table
 
 if TYPE_CHECKING:
     from featurehouse.repo import FeatureRepo
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from featurehouse.store import FeatureStore
     from featurehouse.warehouse import Warehouse
 
-__all__ = ["SyncBusyError", "ViewReport", "SyncReport", "open_backend", "online_layouts", "sync"]
+__all__ = ["SyncBusyError", "ViewReport", "SyncReport", "open_backend", "online_layouts", "read_snapshot_table",
+           "sync"]
 
 
 def open_backend(config: "OnlineStoreConfig", root: Path) -> Backend:
@@ -71,7 +73,8 @@ def online_layouts(repo: "FeatureRepo", names: Sequence[str] | None = None) -> l
 @dataclass
 class ViewReport:
     view: str
-    rows_read: int = 0
+    rows_read: int = 0  # rows in the snapshot
+    fetched: int = 0  # of those, rows that left the warehouse (all of them without a watermark)
     written: int = 0
     full_refresh: bool = False
 
@@ -94,12 +97,17 @@ class SyncReport:
         return sum(v.written for v in self.views)
 
     @property
+    def fetched(self) -> int:
+        return sum(v.fetched for v in self.views)
+
+    @property
     def unchanged(self) -> int:
         return sum(v.unchanged for v in self.views)
 
     def summary(self) -> str:
         names = ", ".join(v.view + (" (full refresh)" if v.full_refresh else "") for v in self.views)
-        return (f"synced {len(self.views)} view(s) [{names}]: {self.rows_read:,} rows read, "
+        fetched = "" if self.fetched == self.rows_read else f" ({self.fetched:,} fetched)"
+        return (f"synced {len(self.views)} view(s) [{names}]: {self.rows_read:,} rows read{fetched}, "
                 f"{self.written:,} written, {self.unchanged:,} unchanged in {self.seconds:.2f} s")
 
 
@@ -122,7 +130,6 @@ def sync(
     full_refresh: bool = False,
     wait: float = 0.0,
     progress: Progress | None = None,
-    read_snapshot: Callable[["Warehouse", ViewLayout], object] | None = None,
 ) -> SyncReport:
     """Sync the online views (or the named ones) and return what was done.
 
@@ -140,7 +147,7 @@ def sync(
             warehouse = store._warehouse()
             try:
                 for layout in layouts:
-                    report.views.append(_sync_view(backend, warehouse, layout, full_refresh, progress, read_snapshot))
+                    report.views.append(_sync_view(backend, warehouse, layout, full_refresh, progress))
             finally:
                 warehouse.close()
                 progress.finish()
@@ -150,35 +157,11 @@ def sync(
     return report
 
 
-def read_snapshot_table(warehouse: "Warehouse", layout: ViewLayout) -> object:
-    from featurehouse.errors import WarehouseError
-
-    columns = ", ".join(f'"{c}"' for c in layout.columns)
-    try:
-        return warehouse.arrow(f"select {columns} from {warehouse.relation(layout.model)}")
-    except WarehouseError as error:
-        raise WarehouseError(
-            f"cannot read the model {layout.model} from the warehouse ({error}); "
-            "run 'featurehouse compile' and 'dbt build' first"
-        ) from None
-
-
 def _sync_view(backend: Backend, warehouse: "Warehouse", layout: ViewLayout, full_refresh: bool,
-               progress: Progress, read_snapshot: Callable[["Warehouse", ViewLayout], object] | None) -> ViewReport:
-    synced_at = utc_now()
-    table = normalise((read_snapshot or read_snapshot_table)(warehouse, layout), layout)  # type: ignore[arg-type]
-    hashes = fingerprints(table)
-    state = backend.read_state(layout)
-    full = full_refresh or state is None or state.signature != layout.signature
-    report = ViewReport(layout.name, rows_read=table.num_rows, full_refresh=full)
-    after = SyncState(layout.name, layout.signature, synced_at, table.num_rows, hashes)
-    if full:
-        changed = None
-        to_write = table.num_rows
-    else:
-        assert state is not None
-        changed = changed_rows(state, hashes)
-        to_write = int(changed.sum())
-    progress.start(layout.name, to_write)
-    report.written = backend.write(layout, table, changed, after, progress.advance)
+               progress: Progress) -> ViewReport:
+    changes = read_changes(warehouse, layout, backend.read_state(layout), full_refresh, utc_now())
+    report = ViewReport(layout.name, rows_read=changes.state.rows, fetched=changes.rows.num_rows,
+                        full_refresh=changes.changed is None)
+    progress.start(layout.name, changes.to_write)
+    report.written = backend.write(layout, changes.rows, changes.changed, changes.state, progress.advance)
     return report

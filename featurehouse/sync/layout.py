@@ -4,7 +4,7 @@ A snapshot (the ``online_<view>`` dbt model) is normalised to one Arrow schema p
 join keys and features cast to their dtypes, ``event_timestamp`` and ``created_timestamp``
 as naive UTC microseconds. Each row gets a 64-bit fingerprint (a hash of the whole row);
 the sync state keeps the fingerprints of the snapshot last synced, so an incremental
-sync writes only the rows that are new or changed since.
+sync writes only the rows that are new or changed since (``featurehouse.sync.snapshot``).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class ViewLayout:
 
     @property
     def model(self) -> str:
-        from featurehouse.online_models import online_model
+        from featurehouse.join_plan import online_model
 
         return online_model(self.name)
 
@@ -123,45 +123,41 @@ def normalise(table: "pa.Table", layout: ViewLayout) -> "pa.Table":
                 raise OnlineStoreError(
                     f"column '{name}' of {layout.model} is {column.type}, which does not convert to {dtype}: {error}"
                 ) from None
-        columns.append(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+        columns.append(_one_array(column))
     return pa.table(columns, names=[n for n, _ in wanted])
 
 
-def fingerprints(table: "pa.Table") -> "np.ndarray":
-    """One 64-bit hash per snapshot row (join keys, timestamps and features), by DuckDB.
+def _one_array(column: "pa.Array | pa.ChunkedArray") -> "pa.Array":
+    import pyarrow as pa
 
-    The hash function only has to be stable between two syncs: if it ever changes, every
-    row looks changed once and is rewritten (conditional writes make that harmless).
-    """
-    import duckdb
-    import numpy as np
-
-    if table.num_rows == 0:
-        return np.zeros(0, dtype=np.uint64)
-    con = duckdb.connect()
-    try:
-        con.register("__fh_snapshot", table)
-        everything = ", ".join(f'"{c}"' for c in table.column_names)
-        result = con.sql(f"select hash({everything}) as h from __fh_snapshot").to_arrow_table()
-    finally:
-        con.close()
-    return result.column("h").to_numpy().astype(np.uint64, copy=False)
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    if column.num_chunks == 0:  # (combine_chunks() and pa.array([]) of nothing import pandas: 0.3 s)
+        return pa.nulls(0, type=column.type)
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 @dataclass
 class SyncState:
-    """What the store holds for one view: the fingerprints of the rows last synced, and when."""
+    """What the store holds for one view: when it was last synced, and how to tell what changed since.
+
+    ``hashes``: the row fingerprints of the snapshot last synced (models without a
+    ``snapshot_built_at`` column); ``watermark``: the newest ``snapshot_built_at`` that sync saw,
+    as the warehouse prints it (models with one). See ``featurehouse.sync.snapshot``.
+    """
 
     view: str
     signature: str
     synced_at: datetime
     rows: int
     hashes: "np.ndarray" = field(repr=False)  # uint64 row hashes of the last synced snapshot
+    watermark: str | None = None
 
     def to_bytes(self) -> bytes:
         header = json.dumps({
             "format": STATE_FORMAT, "view": self.view, "signature": self.signature,
             "synced_at": self.synced_at.isoformat(), "rows": self.rows,
+            "watermark": self.watermark,
         }).encode()
         return b"FHS" + struct.pack("<BI", STATE_FORMAT, len(header)) + header + self.hashes.astype("<u8").tobytes()
 
@@ -178,23 +174,7 @@ class SyncState:
         header = json.loads(data[8:8 + length])
         hashes = np.frombuffer(memoryview(data)[8 + length:], dtype="<u8").astype(np.uint64)
         return cls(header["view"], header["signature"], datetime.fromisoformat(header["synced_at"]),
-                   header["rows"], hashes)
-
-
-def changed_rows(state: SyncState, hashes: "np.ndarray") -> "np.ndarray":
-    """Boolean mask of snapshot rows that were not in the last synced snapshot, exactly as they are now.
-
-    A row hash covers the join keys, so an unchanged hash means an unchanged row; a change
-    goes unnoticed only if its new hash equals the hash of another row synced last time
-    (about 1 in 10^9 per sync of 10^4 changes among 10^6 rows); --full-refresh rewrites all.
-    """
-    import numpy as np
-    import pandas as pd
-
-    if len(state.hashes) == 0:
-        return np.ones(len(hashes), dtype=bool)
-    # a hash-table lookup: ~5x faster than numpy's sort-based isin at a million rows
-    return ~pd.Index(hashes, copy=False).isin(state.hashes)
+                   header["rows"], hashes, header.get("watermark"))
 
 
 def utc_now() -> datetime:

@@ -22,7 +22,18 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import OnlineStoreError
-from featurehouse.sync.base import Backend, Progress, Reader, busy, lock_owner, newer_condition, quote, reason, wait_for
+from featurehouse.sync.base import (
+    Backend,
+    Progress,
+    Reader,
+    busy,
+    lock_owner,
+    newer_condition,
+    quote,
+    reason,
+    rows_to_write,
+    wait_for,
+)
 from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout
 
 if TYPE_CHECKING:
@@ -127,7 +138,6 @@ class PostgresBackend(Backend):
     def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
               state: SyncState, progress: Progress) -> int:
         import psycopg
-        import pyarrow as pa
 
         con = self.con
         target = self.table(layout.name)
@@ -147,7 +157,7 @@ class PostgresBackend(Backend):
                                 f"TO {quote(layout.name + '_pkey')}")
                 else:
                     con.execute(_create_table_sql(layout, target, if_not_exists=True))
-                    rows = table.filter(pa.array(changed))
+                    rows = rows_to_write(table, changed)
                     if rows.num_rows:
                         con.execute(f"CREATE TEMPORARY TABLE _fh_stage (LIKE {target}) ON COMMIT DROP")
                         _copy(con, "_fh_stage", names, rows, layout, progress)

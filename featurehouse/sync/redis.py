@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import OnlineStoreError
-from featurehouse.sync.base import Backend, Progress, Reader, busy, lock_owner, reason, wait_for
+from featurehouse.sync.base import Backend, Progress, Reader, busy, lock_owner, reason, rows_to_write, wait_for
 from featurehouse.sync.layout import SyncState, ViewLayout
 
 if TYPE_CHECKING:
@@ -358,10 +358,9 @@ class RedisBackend(Backend):
     # ---- writes ------------------------------------------------------------------------
     def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
               state: SyncState, progress: Progress) -> int:
-        import pyarrow as pa
         import redis
 
-        rows = table if changed is None else table.filter(pa.array(changed))
+        rows = rows_to_write(table, changed)
         state_key = self.state_key(layout.name)
         try:
             # A full refresh must delete entities that are gone, which takes a SCAN of the

@@ -33,6 +33,7 @@ from featurehouse.sync.base import (
     newer_condition,
     quote,
     reason,
+    rows_to_write,
     wait_for,
 )
 from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout
@@ -149,9 +150,7 @@ class SQLiteBackend(Backend):
                 condition = newer_condition(layout, "excluded", target, lambda a, b: f"{a} IS {b}")
                 sql = (f"INSERT INTO {target} ({names}) VALUES ({marks}) "
                        f"ON CONFLICT ({keys}) DO UPDATE SET {updates} WHERE {condition}")
-                import pyarrow as pa
-
-                table = table.filter(pa.array(changed))
+                table = rows_to_write(table, changed)
             # key order turns B-tree inserts into appends
             table = table.sort_by([(k, "ascending") for k in layout.join_keys])
             written = 0
