@@ -3,8 +3,9 @@
 For each store: a full sync (warehouse read, writes, state), the raw client doing the same
 writes (sqlite3 executemany, psycopg COPY, redis-py pipelined HSET), and an incremental
 sync after 1% of the entities got a newer row and `dbt build` ran again (the
-``online_<view>`` model is incremental: sync fetches only the rows that build wrote).
-Prints a Markdown table.
+``online_<view>`` model is incremental: sync fetches only the rows that build wrote),
+beside the raw client upserting those same rows into its table (the floor of what any
+incremental write costs in that store). Prints a Markdown table.
 
     .venv/bin/python bench/bench_sync.py [--entities 1000000] [--stores sqlite,postgres,redis]
 
@@ -124,19 +125,26 @@ def configure(root: Path, kind: str, name: str) -> None:
     (root / "featurehouse.yml").write_text(f"project: bench_repo\nonline_store:\n{store}")
 
 
-def snapshot_rows(root: Path) -> pa.Table:
+def snapshot_rows(root: Path, latest_build_only: bool = False) -> pa.Table:
+    """The snapshot's rows (or only those the latest dbt build wrote), in the raw clients' column order."""
     import duckdb
 
+    where = (" where snapshot_built_at = (select max(snapshot_built_at) from main.online_driver_stats)"
+             if latest_build_only else "")
     con = duckdb.connect(str(root / "data" / "warehouse.duckdb"), read_only=True)
     try:
-        return con.sql("select driver_id, event_timestamp, created_timestamp, conv_rate, acc_rate, avg_daily_trips "
-                       "from main.online_driver_stats").to_arrow_table()
+        return con.sql(f"select {', '.join(COLUMNS)} from main.online_driver_stats{where}").to_arrow_table()
     finally:
         con.close()
 
 
 # ---- raw clients doing the same writes ------------------------------------------------------------------
-def raw_sqlite(root: Path, table: pa.Table, name: str) -> float:
+# upsert=False: a full load into a new table; upsert=True: the incremental sync's rows into that table
+COLUMNS = ["driver_id", "event_timestamp", "created_timestamp", "conv_rate", "acc_rate", "avg_daily_trips"]
+UPDATES = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+
+
+def raw_sqlite(root: Path, table: pa.Table, name: str, upsert: bool = False) -> float:
     import sqlite3
 
     path = root / "data" / f"{name}_raw.db"
@@ -144,31 +152,39 @@ def raw_sqlite(root: Path, table: pa.Table, name: str) -> float:
     rows = list(zip(*(c.to_pylist() for c in table.columns)))
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
-    con.execute("create table t (driver_id integer primary key, event_timestamp, created_timestamp, "
-                "conv_rate real, acc_rate real, avg_daily_trips integer)")
+    if not upsert:
+        con.execute("create table t (driver_id integer primary key, event_timestamp, created_timestamp, "
+                    "conv_rate real, acc_rate real, avg_daily_trips integer)")
     con.execute("begin")
-    con.executemany("insert into t values (?, ?, ?, ?, ?, ?)", rows)
+    suffix = f" on conflict (driver_id) do update set {UPDATES}" if upsert else ""
+    con.executemany(f"insert into t values (?, ?, ?, ?, ?, ?){suffix}", rows)
     con.execute("commit")
     con.close()
     return time.perf_counter() - started
 
 
-def raw_postgres(table: pa.Table, name: str) -> float:
+def raw_postgres(table: pa.Table, name: str, upsert: bool = False) -> float:
     import psycopg
 
     started = time.perf_counter()
     with psycopg.connect(POSTGRES_URL) as con:
-        con.execute(f'create schema if not exists "{name}"')
-        con.execute(f'create table "{name}".raw (driver_id bigint primary key, event_timestamp timestamptz, '
-                    "created_timestamp timestamptz, conv_rate real, acc_rate real, avg_daily_trips bigint)")
-        with con.cursor().copy(f'copy "{name}".raw from stdin') as copy:
+        target = f'"{name}".raw'
+        if upsert:
+            con.execute(f"create temporary table stage (like {target}) on commit drop")
+        else:
+            con.execute(f'create schema if not exists "{name}"')
+            con.execute(f"create table {target} (driver_id bigint primary key, event_timestamp timestamptz, "
+                        "created_timestamp timestamptz, conv_rate real, acc_rate real, avg_daily_trips bigint)")
+        with con.cursor().copy(f"copy {'stage' if upsert else target} from stdin") as copy:
             for batch in table.to_batches(100_000):
                 for row in zip(*(c.to_pylist() for c in batch.columns)):
                     copy.write_row(row)
+        if upsert:
+            con.execute(f"insert into {target} select * from stage on conflict (driver_id) do update set {UPDATES}")
     return time.perf_counter() - started
 
 
-def raw_redis(table: pa.Table, name: str) -> float:
+def raw_redis(table: pa.Table, name: str, upsert: bool = False) -> float:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
@@ -187,6 +203,11 @@ def raw_redis(table: pa.Table, name: str) -> float:
     elapsed = time.perf_counter() - started
     client.close()
     return elapsed
+
+
+RAW = {"sqlite": lambda root, rows, name, upsert: raw_sqlite(root, rows, name, upsert),
+       "postgres": lambda root, rows, name, upsert: raw_postgres(rows, name, upsert),
+       "redis": lambda root, rows, name, upsert: raw_redis(rows, name, upsert)}
 
 
 def cleanup(kind: str, name: str, root: Path) -> None:
@@ -234,29 +255,31 @@ def main() -> None:
             configure(root, kind, names[kind])
             store = FeatureStore(root)
             full = sync(store)
-            raw = {"sqlite": lambda: raw_sqlite(root, rows, names[kind]), "postgres": lambda: raw_postgres(rows, names[kind]),
-                   "redis": lambda: raw_redis(rows, names[kind])}[kind]()
+            raw = RAW[kind](root, rows, names[kind], False)
             results[kind] = [full.seconds, raw]
             print(f"{kind}: full {full.summary()}; raw client {raw:.2f} s", file=sys.stderr)
         pq.write_table(stats_table(args.entities, now, 1, changed=0.01), root / "data" / "stats.parquet")
         incremental_build = build(root)
+        changed = snapshot_rows(root, latest_build_only=True)
         for kind in kinds:
             configure(root, kind, names[kind])
             incremental = sync(FeatureStore(root))
-            results[kind] += [incremental.seconds, incremental.written, incremental.fetched]
-            print(f"{kind}: incremental {incremental.summary()}", file=sys.stderr)
+            raw = RAW[kind](root, changed, names[kind], True)
+            results[kind] += [incremental.seconds, incremental.written, incremental.fetched, raw]
+            print(f"{kind}: incremental {incremental.summary()}; raw client {raw:.3f} s", file=sys.stderr)
         label = {"sqlite": "SQLite (raw: sqlite3 executemany)", "postgres": "Postgres (raw: psycopg COPY write_row)",
                  "redis": "Redis (raw: redis-py pipelined HSET)"}
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"\n{args.entities:,} entities x 3 features, one run, same process (2-core machine, "
               f"load average {load})\n")
         print("| store | full sync | entities/s | raw client | sync / raw | incremental (1% changed) | fetched | written "
-              "| incremental / full |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| raw client, same rows | incremental / full |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for kind in kinds:
-            full, raw, incremental, written, fetched = results[kind]
+            full, raw, incremental, written, fetched, raw_incremental = results[kind]
             print(f"| {label[kind]} | {full:.2f} s | {args.entities / full:,.0f} | {raw:.2f} s | {full / raw:.2f}x | "
-                  f"{incremental:.3f} s | {fetched:,} | {written:,} | {100 * incremental / full:.1f}% |")
+                  f"{incremental:.3f} s | {fetched:,} | {written:,} | {raw_incremental:.3f} s | "
+                  f"{100 * incremental / full:.1f}% |")
         print(f"\n`dbt build` of the latest-snapshot model online_driver_stats (dbt's execution time): "
               f"full {full_build:.2f} s, incremental after 1% changed {incremental_build:.2f} s "
               f"({100 * incremental_build / full_build:.0f}%)")
