@@ -207,8 +207,11 @@ with __fh_spine as (
         {%- endif %}
     from {{ spine }}
 )
+{%- set plain = [] -%}
+{%- for view in views if not view.get('aggregations') %}{% do plain.append(view) %}{% endfor %}
+{#- the ASOF probe key; aggregation views do not need it -#}
 , __fh_probe as (
-    select *, {'e': __fh_ts, 'c': 'infinity'::timestamp, 'v': null} as __fh_probe
+    select *{% if plain %}, {'e': __fh_ts, 'c': 'infinity'::timestamp, 'v': null} as __fh_probe{% endif %}
     from __fh_spine
 )
 {%- for view in views %}
@@ -239,7 +242,7 @@ select
     s.{{ adapter.quote(column) }}{{ "," if not loop.last }}
     {%- endfor %}
     {%- else %}
-    s.* exclude (__fh_ts, __fh_probe{{ ", __fh_row" if not order_column }})
+    s.* exclude (__fh_ts{{ ", __fh_probe" if plain }}{{ ", __fh_row" if not order_column }})
     {%- endif %}
     {%- for view in views %}
     {%- set f = "f" ~ loop.index %}

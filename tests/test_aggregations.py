@@ -33,11 +33,20 @@ AGGREGATIONS = [
 ]
 WINDOW_SECONDS = {"5m": 300, "1h": 3600, "1d": 86400}
 OUTPUTS = [f"{c}_{f}_{w}" for c, f, w in AGGREGATIONS]
+# Views over one column take other paths on DuckDB: counts come from the events' positions
+# and means from sum / count; with counts only, no value is aggregated at all.
+VIEWS = {
+    "card_tx": AGGREGATIONS,
+    "card_amount": [a for a in AGGREGATIONS if a[0] == "amount"],
+    "card_counts": [("amount", "count", "5m"), ("amount", "count", "1d")],
+}
 PROFILE_TTL = 3600
 
 
 def _specs(prefix: str) -> dict[str, str]:
-    aggregations = "\n".join(f"      - {{column: {c}, function: {f}, window: {w}}}" for c, f, w in AGGREGATIONS)
+    def aggregations(view: str) -> str:
+        return "\n".join(f"      - {{column: {c}, function: {f}, window: {w}}}" for c, f, w in VIEWS[view])
+
     return {"specs.yml": f"""\
 entities:
   - {{name: card, join_keys: [card_id], value_type: int64}}
@@ -54,8 +63,20 @@ feature_views:
     entities: [card]
     source: tx
     aggregations:
-{aggregations}
+{aggregations("card_tx")}
     online: true
+  - name: card_amount
+    entities: [card]
+    source: tx
+    aggregations:
+{aggregations("card_amount")}
+    online: false
+  - name: card_counts
+    entities: [card]
+    source: tx
+    aggregations:
+{aggregations("card_counts")}
+    online: false
   - name: card_profile
     entities: [card]
     source: profile_source
@@ -89,9 +110,12 @@ def aggregate(function: str, values: list[Any]) -> Any:
     return statistics.stdev(values) if len(values) >= 2 else None
 
 
-def reference_row(events: list[dict], card: int | None, t: dt.datetime | None) -> dict[str, Any]:
+def reference_row(
+    events: list[dict], card: int | None, t: dt.datetime | None, aggregations: list[tuple] = AGGREGATIONS
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for (column, function, window), name in zip(AGGREGATIONS, OUTPUTS):
+    for column, function, window in aggregations:
+        name = f"{column}_{function}_{window}"
         if t is None:
             out[name] = None
             continue
@@ -152,8 +176,11 @@ class Built:
                             copy.write_row(value)
 
     def load(self, events: list[dict], profiles: list[dict] = ()) -> None:
+        one_column = [(e["card_id"], e["event_timestamp"], None, e["amount"]) for e in events]
         self.execute(rows={
             "fv_card_tx": [(e["card_id"], e["event_timestamp"], None, e["amount"], e["merchant"]) for e in events],
+            "fv_card_amount": one_column,
+            "fv_card_counts": one_column,
             "fv_card_profile": [(p["card_id"], p["event_timestamp"], None, p["credit_limit"]) for p in profiles],
         })
 
@@ -217,7 +244,7 @@ def built(request) -> Built:
     return request.getfixturevalue(f"{request.param}_repo")
 
 
-def historical(built: Built, spine: list[dict], features: list[str]) -> list[dict]:
+def historical(built: Built, spine: list[dict], features: list[str] | str) -> list[dict]:
     import pyarrow as pa
 
     table = pa.table({
@@ -230,12 +257,13 @@ def historical(built: Built, spine: list[dict], features: list[str]) -> list[dic
 
 def check_against_reference(built: Built, events: list[dict], spine: list[dict]) -> None:
     built.load(events)
-    result = historical(built, spine, [f"card_tx:{name}" for name in OUTPUTS])
-    assert [(r["card_id"], r["label"]) for r in result] == [(r["card_id"], r["label"]) for r in spine]
-    for i, (got, row) in enumerate(zip(result, spine)):
-        expected = reference_row(events, row["card_id"], row["event_timestamp"])
-        for name in OUTPUTS:
-            assert_same(got[name], expected[name], f"{built.engine} spine row {i} ({row}), {name}")
+    for view, aggregations in VIEWS.items():
+        result = historical(built, spine, view)
+        assert [(r["card_id"], r["label"]) for r in result] == [(r["card_id"], r["label"]) for r in spine]
+        for i, (got, row) in enumerate(zip(result, spine)):
+            expected = reference_row(events, row["card_id"], row["event_timestamp"], aggregations)
+            for name, value in expected.items():
+                assert_same(got[name], value, f"{built.engine} {view} spine row {i} ({row}), {name}")
 
 
 # ---- property: any events, any spine -----------------------------------------------------------
@@ -320,6 +348,49 @@ def test_window_edges_and_empty_windows(built: Built) -> None:
     assert empty["amount_count_1d"] == 0
     assert [empty[n] for n in OUTPUTS if "count" not in n] == [None] * 10
     assert all(no_time[n] is None for n in OUTPUTS)
+
+
+def test_ties_duplicates_and_many_events(built: Built) -> None:
+    """Events at t and at t - W tie with spine rows; duplicate spine rows; a long busy window."""
+    t = BASE + dt.timedelta(hours=3)
+    events = [
+        {"card_id": 1, "event_timestamp": t, "amount": 1.0, "merchant": "a"},
+        {"card_id": 1, "event_timestamp": t, "amount": 2.0, "merchant": None},
+        {"card_id": 1, "event_timestamp": t - dt.timedelta(minutes=5), "amount": 4.0, "merchant": "b"},
+        {"card_id": 1, "event_timestamp": t - dt.timedelta(minutes=5), "amount": 8.0, "merchant": "b"},
+        {"card_id": 1, "event_timestamp": t - dt.timedelta(hours=1), "amount": None, "merchant": "c"},
+        {"card_id": 2, "event_timestamp": t - dt.timedelta(minutes=5) + US, "amount": None, "merchant": None},
+        # 3000 events in the last 50 minutes of card 3, and an old one outside every window
+        *[{"card_id": 3, "event_timestamp": t - dt.timedelta(seconds=i), "amount": float(i % 7), "merchant": "m"}
+          for i in range(3000)],
+        {"card_id": 3, "event_timestamp": t - dt.timedelta(days=2), "amount": 5.0, "merchant": "m"},
+    ]
+    spine = [
+        {"card_id": c, "event_timestamp": at, "label": f"r{i}"}
+        for i, (c, at) in enumerate([
+            (1, t), (1, t), (1, t - dt.timedelta(minutes=5)), (1, t), (2, t), (3, t), (3, t),
+            (3, t - dt.timedelta(minutes=10)), (1, t - dt.timedelta(minutes=5)), (4, t), (None, t),
+        ])
+    ]
+    check_against_reference(built, events, spine)
+
+
+def test_sums_do_not_inherit_the_rounding_of_old_events(built: Built) -> None:
+    """A window's sum is its values' sum, not a difference of running totals over the history."""
+    t = BASE + dt.timedelta(hours=3)
+    events = [
+        {"card_id": 1, "event_timestamp": t - dt.timedelta(hours=2), "amount": 1e16, "merchant": "a"},
+        {"card_id": 1, "event_timestamp": t - dt.timedelta(hours=2) + US, "amount": -1e16, "merchant": "a"},
+        {"card_id": 1, "event_timestamp": t - dt.timedelta(minutes=3), "amount": 0.1, "merchant": "a"},
+        {"card_id": 1, "event_timestamp": t - dt.timedelta(minutes=1), "amount": 0.2, "merchant": "a"},
+    ]
+    built.load(events)
+    for view in ("card_tx", "card_amount"):
+        row = historical(built, [{"card_id": 1, "event_timestamp": t, "label": "x"}], view)[0]
+        # a running total past 1e16 is rounded to a multiple of 2: differencing two would give 0 or 2
+        assert math.isclose(row["amount_sum_5m"], 0.3, rel_tol=1e-12), (view, row["amount_sum_5m"])
+        assert math.isclose(row["amount_mean_5m"], 0.15, rel_tol=1e-12), (view, row["amount_mean_5m"])
+        assert row["amount_count_5m"] == 2 and row["amount_max_1h"] == 0.2, view
 
 
 def test_output_types(duckdb_repo: Built) -> None:
