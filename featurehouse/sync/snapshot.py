@@ -65,10 +65,10 @@ def read_changes(warehouse: "Warehouse", layout: ViewLayout, previous: SyncState
     return Changes(rows, changed_rows(previous, hashes), state)
 
 
-def read_snapshot_table(warehouse: "Warehouse", layout: ViewLayout, where: str = "") -> "pa.Table":
-    """The snapshot's layout columns (optionally filtered by ``where``), as the warehouse types them."""
+def read_snapshot_table(warehouse: "Warehouse", layout: ViewLayout) -> "pa.Table":
+    """The snapshot's layout columns, as the warehouse types them."""
     columns = ", ".join(f'"{c}"' for c in layout.columns)
-    return _query(warehouse, layout, f"select {columns} from {warehouse.relation(layout.model)}{where}")
+    return _query(warehouse, layout, f"select {columns} from {warehouse.relation(layout.model)}")
 
 
 def _by_watermark(warehouse: "Warehouse", layout: ViewLayout, previous: SyncState | None, built_at_type: str,
@@ -85,7 +85,7 @@ def _by_watermark(warehouse: "Warehouse", layout: ViewLayout, previous: SyncStat
     else:
         # One statement: one consistent view of the model. The watermark is compared as the
         # column's own type, from the text the warehouse printed for it last time.
-        bound = f"cast('{since}' as {built_at_type})"
+        bound = "cast('{}' as {})".format(since.replace("'", "''"), built_at_type)
         fetched = _query(warehouse, layout, f"{select} where {built_at} > {bound} "
                                             f"or (select max({built_at}) < {bound} from {relation})")
     newest = _newest(fetched.column("__fh_built_at")) or since
