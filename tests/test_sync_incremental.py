@@ -222,3 +222,16 @@ def test_sync_rejects_unknown_and_offline_views(stores):
     root, _, found = stores
     with pytest.raises(RequestError, match="unknown feature view 'stat' \\(did you mean 'stats'\\?\\)"):
         online_layouts(found["sqlite"].repo, ["stat"])
+
+
+@settings(max_examples=50, deadline=None)
+@given(mask=st.lists(st.booleans(), max_size=40))
+def test_the_rows_to_write_are_exactly_those_the_mask_marks(mask):
+    import numpy as np
+
+    from featurehouse.sync.base import rows_to_write
+
+    table = pa.table({"id": list(range(len(mask)))})
+    picked = rows_to_write(table, np.array(mask, dtype=bool))
+    assert picked.column("id").to_pylist() == [i for i, keep in enumerate(mask) if keep]
+    assert rows_to_write(table, None).num_rows == len(mask)
