@@ -6,7 +6,10 @@ import uuid
 
 import pytest
 
-import servers
+# before any test module imports it: its helpers' asserts then report their values
+pytest.register_assert_rewrite("pit_harness")
+
+import servers  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,12 +28,11 @@ def postgres_url(postgres_server: servers.PostgresServer) -> str:
 @pytest.fixture
 def postgres_schema(postgres_url: str):
     """A fresh schema, dropped after the test."""
-    import psycopg
+    from repos import drop_postgres_schema
 
     name = f"fh_test_{uuid.uuid4().hex[:10]}"
     yield name
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    drop_postgres_schema(postgres_url, name)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from repos import run_dbt, write_repo
+from repos import drop_postgres_schema, run_dbt, write_repo
 
 SPECS = {
     "specs.yml": """\
@@ -185,10 +185,7 @@ def sync_to_every_store(root: Path, postgres_url: str, redis_url: str, name: str
 
 def drop_store(kind: str, url: str, name: str) -> None:
     if kind == "postgres":
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as con:
-            con.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        drop_postgres_schema(url, name)
     elif kind == "redis":
         import redis
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from reference import CREATED, EVENT, View
-from repos import run_dbt, write_repo
+from repos import drop_postgres_schema, run_dbt, write_repo
 
 # name -> (join keys, [(feature, dtype)], ttl seconds, filter_by_created_timestamp)
 VIEWS: dict[str, tuple[tuple[str, ...], list[tuple[str, str]], int, bool]] = {
@@ -358,8 +358,6 @@ def duckdb_harness(tmp_path_factory) -> Harness:
 
 @pytest.fixture(scope="session")
 def postgres_harness(tmp_path_factory, postgres_url: str):
-    import psycopg
-
     schema = f"fh_pit_{uuid.uuid4().hex[:10]}"
     harness = build("postgres", tmp_path_factory.mktemp("pit_postgres"), postgres_url, schema)
     # as in a database whose default collation is linguistic: full ties must still compare bytes
@@ -368,8 +366,7 @@ def postgres_harness(tmp_path_factory, postgres_url: str):
         for view, (_, features, _, _) in VIEWS.items() for feature, dtype in features if dtype == "string"
     ))
     yield harness
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f'drop schema if exists "{schema}" cascade')
+    drop_postgres_schema(postgres_url, schema)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -37,6 +37,14 @@ def postgres_output(postgres_url: str, schema: str, name: str = "pg") -> str:
 """
 
 
+def drop_postgres_schema(postgres_url: str, schema: str) -> None:
+    """Drop a throwaway schema and everything in it."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def write_repo(
     root: Path,
     specs: dict[str, str],

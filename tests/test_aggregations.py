@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reference import View, winner
-from repos import run_dbt, write_repo
+from repos import drop_postgres_schema, run_dbt, write_repo
 
 BASE = dt.datetime(2024, 3, 31, 0, 0)
 US = dt.timedelta(microseconds=1)
@@ -231,12 +231,9 @@ def duckdb_repo(tmp_path_factory) -> Built:
 
 @pytest.fixture(scope="module")
 def postgres_repo(tmp_path_factory, postgres_url) -> Built:
-    import psycopg
-
     schema = f"fh_agg_{uuid.uuid4().hex[:10]}"
     yield _build("postgres", tmp_path_factory.mktemp("agg_pg"), postgres_url, schema)
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f'drop schema if exists "{schema}" cascade')
+    drop_postgres_schema(postgres_url, schema)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -423,6 +423,8 @@ def test_every_source_kind_builds_on_duckdb(tmp_path: Path) -> None:
 def test_every_source_kind_builds_on_postgres(tmp_path: Path, postgres_url: str, postgres_schema: str) -> None:
     import psycopg
 
+    from repos import drop_postgres_schema
+
     with psycopg.connect(postgres_url, autocommit=True) as con:
         con.execute(f'CREATE SCHEMA "{postgres_schema}_raw"')
         con.execute(f'CREATE TABLE "{postgres_schema}_raw".stats (driver_id bigint, event_timestamp timestamp, '
@@ -438,5 +440,4 @@ def test_every_source_kind_builds_on_postgres(tmp_path: Path, postgres_url: str,
             rows = con.execute(f'SELECT * FROM "{postgres_schema}".ts_all_kinds').fetchall()
         assert_all_kinds_agree(rows, list(kinds))
     finally:
-        with psycopg.connect(postgres_url, autocommit=True) as con:
-            con.execute(f'DROP SCHEMA IF EXISTS "{postgres_schema}_raw" CASCADE')
+        drop_postgres_schema(postgres_url, f"{postgres_schema}_raw")

@@ -11,10 +11,8 @@ import random
 
 import pytest
 
-pytest.register_assert_rewrite("pit_harness")
-
-from pit_harness import REQUESTS, VIEWS, check, entity_df, random_rows, random_spine  # noqa: E402
-from reference import CREATED, EVENT  # noqa: E402
+from pit_harness import REQUESTS, VIEWS, check, entity_df, random_rows, random_spine
+from reference import CREATED, EVENT
 
 pytest_plugins = ["pit_harness"]
 

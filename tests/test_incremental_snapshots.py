@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pit_harness import VALUES, Harness
 from reference import CREATED, EVENT, View, winner
-from repos import run_dbt, write_repo
+from repos import drop_postgres_schema, run_dbt, write_repo
 
 # name -> (join keys, [(feature, dtype)], ttl seconds, filter_by_created_timestamp)
 VIEWS: dict[str, tuple[tuple[str, ...], list[tuple[str, str]], int, bool]] = {
@@ -137,12 +137,9 @@ def duckdb_snapshots(tmp_path_factory) -> Snapshots:
 
 @pytest.fixture(scope="module")
 def postgres_snapshots(tmp_path_factory, postgres_url: str):
-    import psycopg
-
     schema = f"fh_incr_{uuid.uuid4().hex[:10]}"
     yield _make("postgres", tmp_path_factory.mktemp("incr_postgres"), postgres_url, schema)
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f'drop schema if exists "{schema}" cascade')
+    drop_postgres_schema(postgres_url, schema)
 
 
 @pytest.fixture(params=["duckdb", "postgres"])

@@ -16,9 +16,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-pytest.register_assert_rewrite("pit_harness")
-
-from pit_harness import (  # noqa: E402
+from pit_harness import (
     BASE,
     CUSTOMERS,
     DRIVERS,
@@ -33,7 +31,7 @@ from pit_harness import (  # noqa: E402
     check,
     entity_df,
 )
-from reference import CREATED, EVENT  # noqa: E402
+from reference import CREATED, EVENT
 
 pytest_plugins = ["pit_harness"]
 
