@@ -20,11 +20,9 @@ from __future__ import annotations
 import json
 
 from featurehouse import compiler
-from featurehouse.join_plan import ONLINE_PREFIX, online_model
+from featurehouse.join_plan import online_model
 from featurehouse.repo import FeatureRepo
 from featurehouse.specs import FeatureView
-
-__all__ = ["ONLINE_PREFIX", "online_model", "online_views", "generate"]
 
 
 def online_views(repo: FeatureRepo) -> list[FeatureView]:

@@ -58,18 +58,13 @@
 {% macro duckdb__window_aggregation(spine, events, join_keys, aggregations, time_column, row_column) -%}
 {%- set keys = featurehouse._quoted_list(join_keys) -%}
 {%- set time = adapter.quote(time_column) -%}
-{%- set numeric = [] -%}
-{%- for agg in aggregations if agg.function != 'count' %}{% do numeric.append(agg.column) %}{% endfor -%}
-{%- set values = {} -%}
-{%- for agg in aggregations if agg.column not in values -%}
-  {%- do values.update({agg.column: '__fh_v' ~ (values | length)}) -%}
-{%- endfor -%}
+{%- set inputs = featurehouse._aggregation_inputs(aggregations) -%}
+{%- set numeric, values, functions = inputs['numeric'], inputs['values'], inputs['functions'] -%}
 {#- events whose aggregated columns are all NULL count for nothing; with one aggregated
     column, every event left has a value, so its count is the number of events in the window -#}
 {%- set counted = values | length == 1 -%}
 {%- set windows = [] -%}
 {%- for agg in aggregations if agg.window_seconds not in windows %}{% do windows.append(agg.window_seconds) %}{% endfor -%}
-{%- set functions = {'sum': 'sum', 'count': 'count', 'mean': 'avg', 'min': 'min', 'max': 'max', 'stddev': 'stddev_samp'} -%}
 {#- framed: pass-2 column -> {function, value, window number (1-based; 0 is the probe at t)};
     outputs: the expression of each aggregation over them -#}
 {%- set framed = {} -%}
@@ -210,16 +205,8 @@ where {{ time }} is null
     expression around the time column, and the PRECEDING offset around W - 1 microseconds. -#}
 {% macro _window_aggregation_query(spine, events, join_keys, aggregations, time_column, row_column, order_key, offset, numeric_type) -%}
 {%- set keys = featurehouse._quoted_list(join_keys) -%}
-{#- one value column per aggregated column: a numeric cast when a function other than count
-    reads it (the cast keeps NULLs, so count can share it), else the raw column, so that
-    count works on any type -#}
-{%- set numeric = [] -%}
-{%- for agg in aggregations if agg.function != 'count' %}{% do numeric.append(agg.column) %}{% endfor -%}
-{%- set values = {} -%}
-{%- for agg in aggregations if agg.column not in values -%}
-  {%- do values.update({agg.column: '__fh_v' ~ (values | length)}) -%}
-{%- endfor -%}
-{%- set functions = {'sum': 'sum', 'count': 'count', 'mean': 'avg', 'min': 'min', 'max': 'max', 'stddev': 'stddev_samp'} -%}
+{%- set inputs = featurehouse._aggregation_inputs(aggregations) -%}
+{%- set numeric, values, functions = inputs['numeric'], inputs['values'], inputs['functions'] -%}
 select
     __fh_row
     {%- for agg in aggregations %},
@@ -258,4 +245,21 @@ from (
 ) as __fh_windows
 {# window functions run after WHERE, so the spine rows are picked one level up #}
 where __fh_kind = 1
+{%- endmacro %}
+
+
+{#- What both queries need to know of the aggregations: one value column per aggregated
+    column (values: column -> alias __fh_v0, __fh_v1, ...); the columns a function other than
+    count reads (numeric: they are cast to a number; the cast keeps NULLs, so count can share
+    it, and a column only counted stays raw, so that count works on any type); and the SQL
+    aggregate of each function. -#}
+{% macro _aggregation_inputs(aggregations) -%}
+{%- set numeric = [] -%}
+{%- for agg in aggregations if agg.function != 'count' %}{% do numeric.append(agg.column) %}{% endfor -%}
+{%- set values = {} -%}
+{%- for agg in aggregations if agg.column not in values -%}
+  {%- do values.update({agg.column: '__fh_v' ~ (values | length)}) -%}
+{%- endfor -%}
+{{ return({'numeric': numeric, 'values': values,
+           'functions': {'sum': 'sum', 'count': 'count', 'mean': 'avg', 'min': 'min', 'max': 'max', 'stddev': 'stddev_samp'}}) }}
 {%- endmacro %}
