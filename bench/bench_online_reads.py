@@ -66,6 +66,7 @@ def main() -> None:
     rows: list[tuple[str, float, float, str, str]] = []
     try:
         root = bench_sync.make_repo(folder, args.entities, now)
+        bench_sync.build(root)
         readers = {}
         for kind in ("sqlite", "postgres", "redis"):
             bench_sync.configure(root, kind, names[kind])

@@ -154,14 +154,19 @@ UPDATES = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
 def raw_sqlite(root: Path, table: pa.Table, name: str, upsert: bool = False) -> float:
     import sqlite3
 
+    import pyarrow.compute as pc
+
     path = root / "data" / f"{name}_raw.db"
     started = time.perf_counter()
-    rows = list(zip(*(c.to_pylist() for c in table.columns)))
+    # timestamps as the text the sync stores (sqlite3's datetime adapter is deprecated and slow)
+    columns = [pc.cast(c, pa.string()) if pa.types.is_timestamp(c.type) else c for c in table.columns]
+    rows = list(zip(*(c.to_pylist() for c in columns)))
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")  # as the sync's connection: fsync at checkpoints only
     if not upsert:
-        con.execute("create table t (driver_id integer primary key, event_timestamp, created_timestamp, "
-                    "conv_rate real, acc_rate real, avg_daily_trips integer)")
+        con.execute("create table t (driver_id integer not null primary key, event_timestamp text not null, "
+                    "created_timestamp text, conv_rate real, acc_rate real, avg_daily_trips integer) without rowid")
     con.execute("begin")
     suffix = f" on conflict (driver_id) do update set {UPDATES}" if upsert else ""
     con.executemany(f"insert into t values (?, ?, ?, ?, ?, ?){suffix}", rows)

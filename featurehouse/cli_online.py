@@ -79,7 +79,7 @@ def _parse_entity(option: str, key_types: dict[str, str]) -> tuple[str, Any]:
     dtype = key_types[key]
     if dtype in ("int32", "int64"):
         try:
-            return key, int(text)
+            return key, int(text)  # out of range: the reader says so
         except ValueError:
             raise RequestError(f"-e {option}: join key '{key}' is {dtype}, and {text!r} is not an integer") from None
     if dtype == "bool":
@@ -93,7 +93,7 @@ def _parse_entity(option: str, key_types: dict[str, str]) -> tuple[str, Any]:
 
 @main.command("get-online-features")
 @click.option("-f", "--feature", "features", multiple=True, required=True,
-              help="view:feature, view, or a feature service name; repeat for more.")
+              help="view:feature or view, repeat for more; or a feature service name, alone.")
 @click.option("-e", "--entity", "entities", multiple=True, required=True,
               help="join_key=value; repeat a key for more entity rows.")
 @click.option("--full-feature-names", is_flag=True, help="Name outputs view__feature.")
@@ -103,12 +103,12 @@ def _parse_entity(option: str, key_types: dict[str, str]) -> tuple[str, Any]:
 def get_online_features(ctx: click.Context, features: tuple[str, ...], entities: tuple[str, ...],
                         full_feature_names: bool, with_timestamps: bool, feast_json: bool) -> None:
     """Print the online features of some entities as JSON."""
-    from featurehouse.online import reader_for
+    from featurehouse.online import json_value, reader_for
     from featurehouse.sync.layout import ViewLayout
 
     store = open_store(ctx)
-    wanted: str | list[str] = features[0] if len(features) == 1 and ":" not in features[0] \
-        and features[0] in store.repo.feature_services else list(features)
+    # a lone name without ':' may be a feature service (or a whole view)
+    wanted: str | list[str] = features[0] if len(features) == 1 and ":" not in features[0] else list(features)
     key_types: dict[str, str] = {}
     for selection in store.repo.resolve_features(wanted):
         layout = ViewLayout.of(store.repo, selection.view)
@@ -122,20 +122,26 @@ def get_online_features(ctx: click.Context, features: tuple[str, ...], entities:
         response = reader.read(wanted, columns, full_feature_names)
     finally:
         reader.close()
-    body = response.to_feast_json() if feast_json else response.to_dict(include_event_timestamps=with_timestamps)
-    click.echo(json.dumps(body, indent=2, default=str))
+    if feast_json:
+        body = response.to_feast_json()
+    else:  # the same JSON forms as the Feast body: bytes base64, timestamps ISO 8601, NaN null
+        body = {name: [json_value(v) for v in values]
+                for name, values in response.to_dict(include_event_timestamps=with_timestamps).items()}
+    click.echo(json.dumps(body, indent=2, allow_nan=False))
 
 
 @main.command()
-@click.option("--views", default=None, help="Comma-separated feature views to audit (default: every synced view).")
-@click.option("--sample", default=100, show_default=True, help="Entities to compare per view.")
+@click.option("--views", default=None,
+              help="Comma-separated feature views to audit (default: every online view).")
+@click.option("--sample", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Entities to compare per view.")
 @click.pass_context
 def check(ctx: click.Context, views: str | None, sample: int) -> None:
     """Skew audit: online values against get_historical_features for the same entities.
 
     Plain views are compared at the last sync time, aggregation views at their snapshot's
     as-of time (floats within a relative 1e-9). Exits 1 and lists the differences when
-    any entity differs.
+    any entity differs or a view was never synced.
     """
     from featurehouse.sync.check import audit
 

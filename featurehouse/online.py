@@ -27,8 +27,9 @@ has an empty window and reads as the training data has it (count 0, the others N
 from __future__ import annotations
 
 import base64
+import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,7 @@ class OnlineResponse:
             "metadata": {"feature_names": list(self.feature_names)},
             "results": [
                 {
-                    "values": [_json_value(v) for v in self.values[name]],
+                    "values": [json_value(v) for v in self.values[name]],
                     "statuses": list(self.statuses[name]),
                     "event_timestamps": [
                         (t or _EPOCH).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -93,13 +94,16 @@ class OnlineResponse:
         return f"OnlineResponse({self.to_dict()!r})"
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """``value`` as JSON can hold it: timestamps ISO 8601, bytes base64, NaN and infinities null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     if isinstance(value, list):
-        return [_json_value(v) for v in value]
+        return [json_value(v) for v in value]
     return value
 
 
@@ -140,12 +144,17 @@ def _key_check(key: str, dtype: str, entity: str) -> Any:
         )
 
     if dtype in ("int32", "int64"):
+        low, high = -(1 << (31 if dtype == "int32" else 63)), (1 << (31 if dtype == "int32" else 63)) - 1
+
         def check(value: Any, row: int) -> Any:
-            if type(value) is int:
-                return value
-            if isinstance(value, bool) or not hasattr(value, "__index__"):
-                raise fail(value, row)
-            return value.__index__()  # numpy integers
+            if type(value) is not int:
+                if isinstance(value, bool) or not hasattr(value, "__index__"):
+                    raise fail(value, row)
+                value = value.__index__()  # numpy integers
+            if not low <= value <= high:  # no store could even look it up (Postgres: "bigint out of range")
+                raise RequestError(f"entity row {row}: join key '{key}' of entity '{entity}' is {dtype}, "
+                                   f"and {value} is outside its range {low}..{high}")
+            return value
     elif dtype == "string":
         def check(value: Any, row: int) -> Any:
             if type(value) is str:
@@ -298,7 +307,11 @@ def _entity_columns(plan: _Plan, entity_rows: Any) -> list[list[Any]]:
             if key not in entity_rows:
                 raise RequestError(f"the entities have no '{key}', a join key of the requested features"
                                    f"{did_you_mean(key, entity_rows)}")
-            column = list(entity_rows[key])
+            column = entity_rows[key]
+            if isinstance(column, (str, bytes, Mapping)) or not isinstance(column, Iterable):
+                raise RequestError(f"entity column '{key}' must be a list of values, such as "
+                                   f"{{'{key}': [{column!r}]}}, not {type(column).__name__}")
+            column = list(column)
             if length is not None and len(column) != length:
                 raise RequestError(f"entity column '{key}' has {len(column)} values, but '{plan.keys[0]}' has {length}")
             length = len(column)

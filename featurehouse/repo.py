@@ -116,7 +116,7 @@ class FeatureRepo:
             if features in self.feature_views or ":" in features:
                 return self.resolve_features([features])
             raise RequestError(
-                f"unknown feature service '{features}'"
+                f"unknown feature view or feature service '{features}'"
                 f"{did_you_mean(features, list(self.feature_services) + list(self.feature_views))}"
             )
         if not features:
@@ -137,6 +137,9 @@ class FeatureRepo:
         if not isinstance(ref, str) or not ref:
             raise RequestError(f"expected a feature ref such as 'driver_hourly_stats:conv_rate', got {ref!r}")
         view_name, _, feature_name = ref.partition(":")
+        if ref in self.feature_services and ref not in self.feature_views:
+            raise RequestError(f"'{ref}' is a feature service, not a feature view: ask for it alone "
+                               "(not in a list of refs), or list its features as 'view:feature' refs")
         if view_name not in self.feature_views:
             raise RequestError(
                 f"unknown feature view '{view_name}' in '{ref}'{did_you_mean(view_name, self.feature_views)}"

@@ -151,9 +151,13 @@ class RequestParser:
             raise RequestError(f"features must be a list of 'view:feature' strings, got {_kind(features)}")
         if not features:
             raise RequestError("features is an empty list; name at least one 'view:feature'")
+        services = self.repo.feature_services
         for ref in features:
             if not isinstance(ref, str):
                 raise RequestError(f"features must hold 'view:feature' strings, got {_kind(ref)} ({ref!r})")
+            if ref in services and ref not in self.repo.feature_views:
+                raise RequestError(f"'{ref}' is a feature service, not a feature view: send "
+                                   f"\"feature_service\": \"{ref}\" instead of \"features\"")
         return features
 
     def _entities(self, data: dict[str, Any]) -> dict[str, list[Any]]:

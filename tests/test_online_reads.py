@@ -17,6 +17,8 @@ from online_support import (
     all_keys,
     build_repo,
     online_values,
+    postgres_store,
+    set_store,
     sqlite_store,
     sync_to_every_store,
     training_values,
@@ -105,6 +107,10 @@ def test_response_is_shaped_like_feasts(built):
     (["pairs:rating"], [{"driver_id": 1, "rider_id": 7}], "join key 'rider_id' of entity 'rider' must be a string"),
     (["stats:trips"], {"driver_id": [1, 2], "rider_id": [1]}, None),
     (["stats:trips"], "driver_id=1", "entity_rows must be a list of dicts"),
+    (["stats:trips"], {"driver_id": 5}, "entity column 'driver_id' must be a list of values, such as {'driver_id': [5]}"),
+    (["stats:trips"], [{"driver_id": 1 << 63}], "join key 'driver_id' of entity 'driver' is int64, and "
+                                                "9223372036854775808 is outside its range"),
+    (["ranking"], [{"driver_id": 1}], "'ranking' is a feature service, not a feature view"),
 ])
 def test_bad_requests_get_one_sentence(built, features, rows, message):
     _, _, stores = built
@@ -150,6 +156,47 @@ def test_cli_get_online_features_prints_json(built):
     assert "join key 'driver_id' is int64, and 'x' is not an integer" in bad.output
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["-f", "rankin", "-e", "driver_id=3"],
+     "unknown feature view or feature service 'rankin' (did you mean 'ranking'?)"),
+    (["-f", "ranking", "-f", "stats:trips", "-e", "driver_id=3"],
+     "'ranking' is a feature service, not a feature view: ask for it alone"),
+    (["-f", "stats:trips", "-e", "driver_id=9223372036854775808"],
+     "join key 'driver_id' of entity 'driver' is int64, and 9223372036854775808 is outside its range"),
+])
+def test_cli_get_online_features_bad_input_is_one_line(built, args, message):
+    root, _, _ = built
+    result = CliRunner().invoke(main, ["--repo", str(root), "get-online-features", *args])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # not a traceback
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.output
+
+
+def test_cli_get_online_features_prints_nan_as_null(built):
+    """A NaN feature (Postgres keeps one from the warehouse) is null: the output stays JSON."""
+    import psycopg
+
+    root, _, stores = built
+    config = stores["postgres"].repo.config.online_store
+    table = f'"{config.schema_}".stats'
+    with psycopg.connect(config.url, autocommit=True) as con:
+        before = con.execute(f"select conv_rate from {table} where driver_id = 3").fetchone()[0]
+        con.execute(f"update {table} set conv_rate = 'NaN' where driver_id = 3")
+        set_store(root, postgres_store(config.url, config.schema_))
+        try:
+            for extra in ([], ["--feast-json"]):
+                result = CliRunner().invoke(main, ["--repo", str(root), "get-online-features", "-f", "stats:conv_rate",
+                                                   "-e", "driver_id=3", *extra])
+                assert result.exit_code == 0, result.output
+                body = json.loads(result.output, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+                values = body["results"][1]["values"] if extra else body["conv_rate"]
+                assert values == [None]
+        finally:
+            set_store(root, sqlite_store())
+            con.execute(f"update {table} set conv_rate = %s where driver_id = 3", (before,))
+
+
 def test_check_finds_no_skew_then_reports_a_tampered_value(built):
     import sqlite3
 
@@ -169,6 +216,17 @@ def test_check_finds_no_skew_then_reports_a_tampered_value(built):
         con.execute("update stats set trips = trips - 1 where driver_id = 4")
         con.commit()
         con.close()
+    set_store(root, sqlite_store("data/never_synced.db"))
+    try:  # a store nobody synced: every view is reported, and the audit does not create the file
+        result = CliRunner().invoke(main, ["--repo", str(root), "check"])
+        assert result.exit_code == 1 and "stats: never synced; run 'featurehouse sync'" in result.output
+        assert not (root / "data" / "never_synced.db").exists()
+    finally:
+        set_store(root, sqlite_store())
+    for sample in ("0", "-1"):  # no entity to compare is a usage error, not a traceback
+        result = CliRunner().invoke(main, ["--repo", str(root), "check", "--sample", sample])
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+        assert "Invalid value for '--sample'" in result.output
 
 
 def test_postgres_warehouse_snapshot_equals_training_data(tmp_path, postgres_url, postgres_schema):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -158,7 +159,12 @@ def test_overlapping_syncs_exit_with_one_line_or_wait(big):
                 assert result.exit_code == 75, (kind, result.output)
                 lines = result.output.strip().splitlines()
                 assert len(lines) == 1 and "another featurehouse sync is writing to" in lines[0], kind
-                assert f"pid {os.getpid()}" in lines[0], kind  # who holds it
+                # who holds it, said once
+                assert re.search(rf" \(pid {os.getpid()} on \S+ since \d\d:\d\d:\d\d UTC\); this one exits", lines[0]), lines
+                assert lines[0].endswith("(use --wait SECONDS to wait for it)"), kind
+                result = CliRunner().invoke(main, ["--repo", str(root), "sync", "--views", "pairs", "--wait", "0.5"])
+                assert result.exit_code == 75, (kind, result.output)
+                assert result.output.strip().endswith("(still busy after waiting 0.5 s)"), (kind, result.output)
             holder = threading.Thread(target=_hold_for, args=(backend, 1.0))
             holder.start()
             time.sleep(0.3)
@@ -185,7 +191,10 @@ def test_unreachable_store_exits_1_with_one_line(tmp_path, store_config, message
     from online_support import SPECS
     from repos import write_repo
 
-    root = write_repo(tmp_path / "repo", SPECS, online_store=store_config)  # the store fails before dbt matters
+    import duckdb
+
+    root = write_repo(tmp_path / "repo", SPECS, online_store=store_config)
+    duckdb.connect(str(root / "data" / "warehouse.duckdb")).close()  # a warehouse: the store fails before its models matter
     result = CliRunner().invoke(main, ["--repo", str(root), "sync"])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
@@ -203,11 +212,16 @@ def test_unreachable_warehouse_exits_1_and_the_state_does_not_advance(big, tmp_p
     shutil.move(warehouse, tmp_path / "moved.duckdb")
     try:
         result = CliRunner().invoke(main, ["--repo", str(root), "sync"])
+        _store(root, "  type: sqlite\n  path: data/first.db\n")  # a store never synced before
+        first = CliRunner().invoke(main, ["--repo", str(root), "sync"])
     finally:
+        _store(root, configs["sqlite"])
         shutil.move(tmp_path / "moved.duckdb", warehouse)
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "warehouse" in lines[0] and "does not exist yet; run 'dbt build' first" in lines[0]
+    assert first.exit_code == 1 and "does not exist yet" in first.output
+    assert not (root / "data" / "first.db").exists()  # no empty store left to read NOT_FOUND from
     backend = open_backend(store.repo.config.online_store, store.repo_path)
     assert {s.view: s.synced_at for s in backend.states()} == before
     backend.close()

@@ -235,3 +235,48 @@ def test_the_rows_to_write_are_exactly_those_the_mask_marks(mask):
     picked = rows_to_write(table, np.array(mask, dtype=bool))
     assert picked.column("id").to_pylist() == [i for i, keep in enumerate(mask) if keep]
     assert rows_to_write(table, None).num_rows == len(mask)
+
+
+def test_a_changed_view_or_an_older_state_format_is_rebuilt_whole(tmp_path, monkeypatch, postgres_url, redis_url):
+    """The first sync after a view's features changed, or after an upgrade changed how stores
+    hold values, rebuilds the view: its new columns are there and no stale value is read."""
+    from featurehouse.sync import layout
+
+    root = tmp_path / "repo"
+    now = utc_hour()
+    build_repo(root, range(1, 11), sqlite_store(), now)
+    specs = root / "feature_specs" / "specs.yml"
+    active, city = "      - {name: active, dtype: bool}\n", "      - {name: city, dtype: string}\n"
+    assert active in specs.read_text()
+    specs.write_text(specs.read_text().replace(active, ""))  # no 'active' yet
+    rebuild(root, full_refresh=True)
+    names = {"postgres": unique("fh_layout"), "redis": unique("fhlayout")}
+    configs = {"sqlite": sqlite_store(), "postgres": postgres_store(postgres_url, names["postgres"]),
+               "redis": redis_store(redis_url, names["redis"])}
+    try:
+        monkeypatch.setattr(layout, "STATE_FORMAT", layout.STATE_FORMAT - 1)  # synced by the previous release
+        for kind in KINDS:
+            set_store(root, configs[kind])
+            assert _stats_report(sync(FeatureStore(root))).full_refresh, kind
+        monkeypatch.undo()
+        for kind in KINDS:
+            set_store(root, configs[kind])
+            report = _stats_report(sync(FeatureStore(root)))
+            assert report.full_refresh and report.written == report.rows_read == 9, (kind, report)  # 1 expired
+            assert not _stats_report(sync(FeatureStore(root))).full_refresh, kind  # then incremental again
+
+        specs.write_text(specs.read_text().replace(city, city + active))
+        rebuild(root, full_refresh=True)
+        for kind in KINDS:
+            set_store(root, configs[kind])
+            store = FeatureStore(root)
+            report = _stats_report(sync(store))
+            assert report.full_refresh and report.written == report.rows_read == 9, (kind, report)
+            drivers = [d for d in range(1, 11) if d != 9]  # 9 expired
+            expected = training_values(store, STATS, {"driver_id": drivers}, now)
+            response = online_values(store, STATS, {"driver_id": drivers}, now)
+            assert response.values["active"] == expected["active"] and None not in expected["active"], kind
+            assert response.values["city"] == expected["city"], kind
+    finally:
+        drop_store("postgres", postgres_url, names["postgres"])
+        drop_store("redis", redis_url, names["redis"])

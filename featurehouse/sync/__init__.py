@@ -133,25 +133,24 @@ def sync(
 ) -> SyncReport:
     """Sync the online views (or the named ones) and return what was done.
 
-    Raises OnlineStoreError / WarehouseError (store or warehouse unreachable: nothing is
-    committed) and SyncBusyError (another sync holds the lock and ``wait`` ran out).
+    Views are synced one after the other, each in its own transaction. Raises OnlineStoreError /
+    WarehouseError (store or warehouse unreachable: the failing view and those after it are
+    left as they were) and SyncBusyError (another sync holds the lock and ``wait`` ran out).
     """
     started = time.perf_counter()
     progress = progress or Progress()
     layouts = online_layouts(store.repo, views)
     backend = open_backend(store.repo.config.online_store, store.repo_path)
     report = SyncReport()
+    warehouse = store._warehouse()  # first: a missing warehouse must not leave an empty SQLite store behind
     try:
         backend.connect()
         with backend.lock(wait):
-            warehouse = store._warehouse()
-            try:
-                for layout in layouts:
-                    report.views.append(_sync_view(backend, warehouse, layout, full_refresh, progress))
-            finally:
-                warehouse.close()
-                progress.finish()
+            for layout in layouts:
+                report.views.append(_sync_view(backend, warehouse, layout, full_refresh, progress))
     finally:
+        progress.finish()
+        warehouse.close()
         backend.close()
     report.seconds = time.perf_counter() - started
     return report

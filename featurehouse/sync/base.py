@@ -107,10 +107,11 @@ def lock_owner() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S', time.gmtime())} UTC"
 
 
-def busy(description: str, owner: str) -> SyncBusyError:
+def busy(description: str, owner: str, waited: float = 0) -> SyncBusyError:
+    advice = (f"still busy after waiting {waited:g} s" if waited > 0 else "use --wait SECONDS to wait for it")
     return SyncBusyError(
         f"another featurehouse sync is writing to {description} ({owner or 'owner unknown'}); "
-        "this one exits without changes (use --wait SECONDS to wait for it)"
+        f"this one exits without changes ({advice})"
     )
 
 

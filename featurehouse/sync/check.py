@@ -20,6 +20,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.specs import EVENT_TIMESTAMP
@@ -48,11 +49,14 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
     result = AuditResult()
     layouts = online_layouts(store.repo, views)
     backend = open_backend(store.repo.config.online_store, store.repo_path)
-    try:
-        backend.connect()
-        states = {s.view: s for s in backend.states()}
-    finally:
-        backend.close()
+    states = {}
+    path = getattr(backend, "path", None)
+    if path is None or Path(path).exists():  # an embedded store nobody synced: don't create its file
+        try:
+            backend.connect()
+            states = {s.view: s for s in backend.states()}
+        finally:
+            backend.close()
     reader = OnlineReader(store)
     warehouse = store._warehouse()
     try:

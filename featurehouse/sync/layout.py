@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from featurehouse.repo import FeatureRepo
     from featurehouse.specs import FeatureView
 
-STATE_FORMAT = 1
+# Part of every view's signature: raising it makes the next sync of every store a full refresh.
+# 2: SQLite keeps NaN (as the text 'NaN') and writes bytes and timestamps in arrays by the README's rules.
+STATE_FORMAT = 2
 # A feature view may not take these names: the stores keep their own bookkeeping under them.
 STATE_TABLE = "_featurehouse_sync_state"
 

@@ -63,6 +63,9 @@ def _redact(url: str) -> str:
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
+APPLICATION = "featurehouse sync: "  # then the lock owner: busy() names it
+
+
 def _open(url: str, application: str) -> "psycopg.Connection":
     import psycopg
 
@@ -89,7 +92,7 @@ class PostgresBackend(Backend):
         if self._con is not None:
             return
         try:
-            self._con = _open(self.url, f"featurehouse sync ({lock_owner()})")
+            self._con = _open(self.url, APPLICATION + lock_owner())
             self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
             self._con.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table(STATE_TABLE)} (view text PRIMARY KEY, "
@@ -116,9 +119,9 @@ class PostgresBackend(Backend):
                 "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s::oid AND l.granted",
                 (LOCK_CLASS, key & 0xFFFFFFFF),
             ).fetchone()
-            return row[0] if row else ""
+            return row[0].removeprefix(APPLICATION) if row else ""
 
-        wait_for(wait, attempt, lambda: busy(self.description, owner()))
+        wait_for(wait, attempt, lambda: busy(self.description, owner(), wait))
         try:
             yield
         finally:

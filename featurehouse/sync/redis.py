@@ -317,7 +317,7 @@ class RedisBackend(Backend):
             return held.decode(errors="replace").split("|", 1)[0] if held else ""
 
         try:
-            wait_for(wait, attempt, lambda: busy(self.description, owner()))
+            wait_for(wait, attempt, lambda: busy(self.description, owner(), wait))
         except redis.RedisError as error:
             raise OnlineStoreError(f"cannot take the sync lock in {self.description}: {reason(error)}") from None
         stop = threading.Event()

@@ -102,7 +102,7 @@ class SQLiteBackend(Backend):
             return handle.read().strip()
 
         try:
-            wait_for(wait, attempt, lambda: busy(self.description, owner()))
+            wait_for(wait, attempt, lambda: busy(self.description, owner(), wait))
             handle.seek(0)
             handle.truncate()
             handle.write(lock_owner())
@@ -196,6 +196,7 @@ def _create_table_sql(layout: ViewLayout, table: str, if_not_exists: bool = Fals
 def python_rows(batch: "pa.RecordBatch", layout: ViewLayout) -> list[tuple[Any, ...]]:
     """Rows of Python values in SQLite's storage form (timestamps as text, arrays as JSON)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     dtypes = [*layout.key_dtypes, "timestamp", "timestamp", *layout.dtypes]
     columns = []
@@ -203,13 +204,30 @@ def python_rows(batch: "pa.RecordBatch", layout: ViewLayout) -> list[tuple[Any, 
         if dtype == "timestamp":
             column = column.cast(pa.string())
         elif dtype.startswith("array<"):
-            columns.append([None if v is None else json.dumps(v, default=str) for v in column.to_pylist()])
+            element = _json_element(dtype[len("array<"):-1])
+            columns.append([None if v is None else json.dumps([None if x is None else element(x) for x in v])
+                            for v in column.to_pylist()])
             continue
         if column.null_count == 0 and dtype not in ("bytes",):
-            columns.append(column.to_numpy(zero_copy_only=False).tolist())  # much faster than to_pylist
+            values = column.to_numpy(zero_copy_only=False).tolist()  # much faster than to_pylist
         else:
-            columns.append(column.to_pylist())
+            values = column.to_pylist()
+        if dtype in ("float32", "float64") and pc.any(pc.is_nan(column)).as_py():
+            # SQLite binds a NaN as NULL; the text 'NaN' stays text in a REAL column and reads back as NaN
+            values = ["NaN" if v != v else v for v in values]
+        columns.append(values)
     return list(zip(*columns))
+
+
+def _json_element(dtype: str) -> Any:
+    """How an array element is written in JSON: timestamps as the timestamp columns are (the
+    microseconds always shown), bytes as a string of one code point U+0000-U+00FF per byte
+    (as in Redis), the rest as JSON has them."""
+    if dtype == "timestamp":
+        return lambda v: v.isoformat(sep=" ", timespec="microseconds")
+    if dtype == "bytes":
+        return lambda v: v.decode("latin-1")
+    return lambda v: v
 
 
 # ---- reads -------------------------------------------------------------------------------------------
@@ -220,10 +238,13 @@ def _parse_timestamp(text: str) -> datetime:
 def _decoder(dtype: str) -> Any:
     if dtype == "bool":
         return lambda v: None if v is None else bool(v)
+    if dtype in ("float32", "float64"):
+        return float  # a NaN is stored as the text 'NaN'
     if dtype == "timestamp":
         return lambda v: None if v is None else _parse_timestamp(v)
     if dtype.startswith("array<"):
-        inner = _decoder(dtype[len("array<"):-1])
+        element = dtype[len("array<"):-1]
+        inner = (lambda x: x.encode("latin-1")) if element == "bytes" else _decoder(element) or (lambda x: x)
         return lambda v: None if v is None else [None if x is None else inner(x) for x in json.loads(v)]
     return None  # stored as is
 
