@@ -131,7 +131,7 @@ def view_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
     ]
     features += [
         {"name": a.output_name, "dtype": dtypes[a.output_name], "description": a.description, "tags": {},
-         "aggregation": {"column": a.column, "function": a.function, "window": format_duration(a.window)}}
+         "aggregation": {"column": a.column, "function": a.function, "window": a.window_text}}
         for a in view.aggregations
     ]
     return {

@@ -65,16 +65,24 @@ def open_store(ctx: click.Context):  # noqa: ANN201 - FeatureStore, imported laz
 @click.pass_context
 def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
     """Compile feature_specs/ into dbt models under models/featurehouse/."""
+    from sqlglot.dialects.dialect import Dialect
+
     from featurehouse import compiler
     from featurehouse.dbt_profile import load_target
-    from featurehouse.errors import ConfigError
+    from featurehouse.errors import CompileError, ConfigError
 
     repo = load_repo_from(ctx)
     if dialect is None:
         try:
             dialect = load_target(repo.root, ctx.obj["target"], ctx.obj["profiles_dir"]).dialect
         except ConfigError:
+            if ctx.obj["target"] or ctx.obj["profiles_dir"]:
+                raise  # a target asked for by name must exist: compiling for another would mislead
             dialect = "duckdb"  # no profile yet: DuckDB is the embedded default
+    try:
+        Dialect.get_or_raise(dialect)
+    except ValueError as error:  # sqlglot: "Unknown dialect 'x'. Did you mean y?"
+        raise CompileError(f"cannot compile for the SQL dialect '{dialect}': {error}") from None
     files = compiler.compile_repo(repo, dialect)
     models_dir = repo.root / repo.config.models_dir
     if check:

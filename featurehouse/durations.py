@@ -10,6 +10,7 @@ EXPECTED = "a duration such as 90s, 30m, 12h, 1d or 2w"
 
 
 _WORDS = re.compile(r"^\s*(\d+)\s*(sec|second|min|minute|hour|day|week)s?\s*$", re.IGNORECASE)
+_FRACTION = re.compile(r"^\s*(\d*\.\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 
 
 def parse_duration(value: object) -> int:
@@ -24,7 +25,9 @@ def parse_duration(value: object) -> int:
         match = _PATTERN.match(value)
         if match:
             return int(match.group(1)) * _UNITS[match.group(2)]
-    raise ValueError(f"expected {EXPECTED}, got {value!r}{_hint(value)}")
+    # `ttl:` with nothing after it is None to YAML; "got None" would read like Python
+    shown = "nothing" if value is None else repr(value)
+    raise ValueError(f"expected {EXPECTED}, got {shown}{_hint(value)}")
 
 
 def _hint(value: object) -> str:
@@ -37,6 +40,17 @@ def _hint(value: object) -> str:
         match = _WORDS.match(value)
         if match:
             return f" (did you mean '{match.group(1)}{match.group(2)[0].lower()}'?)"
+        if _PATTERN.match(value.lower()):  # 1D, 12H
+            return f" (did you mean '{value.strip().lower()}'?)"
+        match = _FRACTION.match(value)  # 1.5h is 90m
+        if match:
+            seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+            if seconds >= 1 and seconds == int(seconds):
+                return f" (did you mean '{format_duration(int(seconds))}'?)"
+        if value.strip().startswith("-"):
+            return " (a duration cannot be negative)"
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        return " (a duration cannot be negative)"
     return ""
 
 

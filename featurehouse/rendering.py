@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -76,7 +77,22 @@ def _render_with_dbt(root: Path, target: DbtTarget, call: str) -> str:
         finally:
             os.chdir(cwd)
     if not result.success or not result.result:
-        reason = str(result.exception) if result.exception else "dbt compile failed"
-        raise CompileError(f"dbt could not render the point-in-time join: {reason.strip()}")
+        raise CompileError(f"dbt could not render the point-in-time join: {_failure_reason(result.exception)}")
     node = result.result.results[0].node
     return node.compiled_code
+
+
+def _failure_reason(exception: BaseException | None) -> str:
+    """dbt's reason for a failed inline compile, as one line.
+
+    dbt wraps the cause in "Error parsing inline query"; the cause is what the user needs.
+    A model that does not exist means models/featurehouse/ is behind the specs.
+    """
+    while exception is not None and str(exception).strip() == "Error parsing inline query" and exception.__context__:
+        exception = exception.__context__
+    reason = " ".join(str(exception).split()) if exception else "dbt compile failed"
+    missing = re.search(r"depends on a node named '([^']+)' which was not found", reason)
+    if missing:
+        return (f"the dbt project has no model '{missing[1]}'; run 'featurehouse compile' to write the "
+                "models of the feature views, then 'dbt build'")
+    return reason

@@ -18,7 +18,10 @@ from pydantic import BaseModel, ValidationError
 from featurehouse.errors import ConfigError, RequestError, SpecError, did_you_mean
 from featurehouse.specs import (
     KIND_LABELS,
+    MAX_IDENTIFIER_LENGTH,
     RESERVED_COLUMNS,
+    TRAINING_SET_MODEL_PREFIX_LENGTH,
+    VIEW_MODEL_PREFIX_LENGTH,
     Entity,
     FeatureService,
     FeatureView,
@@ -146,6 +149,9 @@ class FeatureRepo:
             )
         view = self.feature_views[view_name]
         if not feature_name:
+            if ref.endswith(":"):
+                raise RequestError(f"'{ref}' names no feature after ':'; write '{view_name}' for all its features "
+                                   f"or '{view_name}:{view.feature_names[0]}' for one")
             return view_name, view.feature_names
         if feature_name not in view.feature_names:
             raise RequestError(
@@ -195,6 +201,15 @@ def load_config(root: Path) -> ProjectConfig:
     except ValidationError as error:
         raise _spec_error(error, data, lines, CONFIG_FILE, ProjectConfig) from None
     store = config.online_store
+    # a url with type sqlite (or a path with postgres) is a store switched halfway: sync would
+    # silently write somewhere else than the user meant
+    misplaced = {"url": "postgres or redis", "path": "sqlite", "schema_": "postgres", "key_prefix": "redis"}
+    for key, types in misplaced.items():
+        if key in store.model_fields_set and store.type not in types.split(" or "):
+            shown = key.rstrip("_")
+            raise SpecError(f"online_store.{shown} is for type {types}, but online_store.type is {store.type}; "
+                            f"remove {shown}: or change the type",
+                            CONFIG_FILE, lines.line(("online_store", shown)))
     updates: dict[str, Any] = {}
     for key in ("path", "url"):
         value = getattr(store, key)
@@ -220,11 +235,15 @@ def load_repo(start: str | os.PathLike[str] = ".") -> FeatureRepo:
     config = load_config(root)
     specs_dir = root / config.specs
     if not specs_dir.is_dir():
-        raise ConfigError(f"{CONFIG_FILE}: specs folder '{config.specs}' does not exist under {root}")
+        problem = "is a file, not a folder" if specs_dir.exists() else f"does not exist under {root}"
+        raise ConfigError(f"{CONFIG_FILE}: specs folder '{config.specs}' {problem}")
+    if (root / config.models_dir).resolve().is_relative_to(specs_dir.resolve()):
+        # compile would write schema.yml where the next compile reads specs
+        raise ConfigError(f"{CONFIG_FILE}: models_dir '{config.models_dir}' is inside the specs folder "
+                          f"'{config.specs}'; put the generated models elsewhere, e.g. models/featurehouse")
     repo = FeatureRepo(root=root, config=config)
-    files = sorted(p for p in specs_dir.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
-    for path in files:
-        display = path.relative_to(root).as_posix()
+    for path in spec_files(specs_dir):
+        display = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
         spec_file, lines = _load_spec_file(path, display)
         repo.line_maps[display] = lines
         repo.spec_files.append(path)
@@ -233,6 +252,16 @@ def load_repo(start: str | os.PathLike[str] = ".") -> FeatureRepo:
                 _register(repo, kind, item, Origin(display, lines.line((kind, index))))
     _check_references(repo)
     return repo
+
+
+def spec_files(specs_dir: Path) -> list[Path]:
+    """Every *.yml / *.yaml file under ``specs_dir``, sorted; hidden files and folders are skipped
+    (editor backups, ``.ipynb_checkpoints`` copies would otherwise define everything twice)."""
+    return sorted(
+        path for path in specs_dir.rglob("*")
+        if path.suffix.lower() in (".yml", ".yaml") and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(specs_dir).parts)
+    )
 
 
 def _load_spec_file(path: Path, display: str) -> tuple[SpecFile, LineMap]:
@@ -255,6 +284,24 @@ def _register(repo: FeatureRepo, kind: str, item: Any, origin: Origin) -> None:
         first = repo.origins[(kind, item.name)]
         raise SpecError(
             f"{KIND_LABELS[kind]} '{item.name}' is defined twice: first at {first}, again here",
+            origin.file,
+            origin.line,
+        )
+    # DuckDB, SQLite and case-insensitive file systems see fv_Driver and fv_driver as one
+    same = next((n for n in table if n.lower() == item.name.lower()), None)
+    if same is not None:
+        raise SpecError(
+            f"{KIND_LABELS[kind]} '{item.name}' differs only in case from the {KIND_LABELS[kind]} '{same}' at "
+            f"{repo.origins[(kind, same)]}; names must differ in more than case",
+            origin.file,
+            origin.line,
+        )
+    prefix = {"feature_views": VIEW_MODEL_PREFIX_LENGTH, "training_sets": TRAINING_SET_MODEL_PREFIX_LENGTH}.get(kind)
+    if prefix and len(item.name) + prefix > MAX_IDENTIFIER_LENGTH:
+        raise SpecError(
+            f"{KIND_LABELS[kind]} '{item.name}' is {len(item.name)} characters; at most "
+            f"{MAX_IDENTIFIER_LENGTH - prefix}, so that the name of its dbt model fits in "
+            f"{MAX_IDENTIFIER_LENGTH} characters",
             origin.file,
             origin.line,
         )
@@ -284,6 +331,7 @@ def _check_references(repo: FeatureRepo) -> None:
         if view.source not in repo.sources:
             fail("feature_views", view.name, ("source",),
                  f"unknown source '{view.source}'{did_you_mean(view.source, repo.sources)}")
+        _check_key_types(repo, view)
         _check_feature_names(repo, view)
     for service in repo.feature_services.values():
         for i, ref in enumerate(service.features):
@@ -300,28 +348,89 @@ def _check_references(repo: FeatureRepo) -> None:
                         f"unknown feature service '{features}'"
                         f"{did_you_mean(features, list(repo.feature_services) + list(repo.feature_views))}"
                     )
-            repo.resolve_features(features)
+            selections = repo.resolve_features(features)
         except RequestError as error:
             fail("training_sets", training_set.name, ("features",), str(error))
+        _check_training_set_columns(repo, training_set, selections)
+
+
+def _check_key_types(repo: FeatureRepo, view: FeatureView) -> None:
+    """The join keys of a view are distinct columns, and one shared by two entities has one dtype."""
+    seen: dict[str, Entity] = {}
+    folded: dict[str, str] = {}
+    for entity_name in view.entities:
+        entity = repo.entities[entity_name]
+        for key in entity.join_keys:
+            other = folded.setdefault(key.lower(), key)
+            if other != key:
+                raise repo.spec_error(
+                    "feature_views", view.name, ("entities",),
+                    f"join keys '{other}' and '{key}' differ only in case, and warehouses treat the two as one "
+                    "column; rename one",
+                )
+            first = seen.setdefault(key, entity)
+            if first.value_type != entity.value_type:
+                raise repo.spec_error(
+                    "feature_views", view.name, ("entities",),
+                    f"join key '{key}' is {first.value_type} in entity '{first.name}' but {entity.value_type} "
+                    f"in entity '{entity.name}'; give both entities the same value_type",
+                )
+
+
+def _check_training_set_columns(repo: FeatureRepo, training_set: TrainingSet, selections: list[ViewSelection]) -> None:
+    """Each feature column of a training set has its own name, of at most 63 characters."""
+    seen: dict[str, str] = {}
+    for selection in selections:
+        for feature in selection.features:
+            view = selection.view.name
+            column = f"{view}__{feature}" if training_set.full_feature_names else feature
+            other = seen.get(column.lower())
+            if other is not None:
+                hint = ("; set full_feature_names: true on the training set to get 'view__feature' columns"
+                        if not training_set.full_feature_names else "")
+                raise repo.spec_error(
+                    "training_sets", training_set.name, ("features",),
+                    f"column '{column}' would come from both feature view '{other}' and '{view}'{hint}",
+                )
+            if len(column) > MAX_IDENTIFIER_LENGTH:
+                raise repo.spec_error(
+                    "training_sets", training_set.name, ("full_feature_names",),
+                    f"column '{column}' is {len(column)} characters, more than the {MAX_IDENTIFIER_LENGTH} "
+                    "Postgres keeps; shorten the view or feature name",
+                )
+            seen[column.lower()] = view
 
 
 def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:
     """Each output column of a view (join keys, timestamps, features) has its own name."""
-    key_owner = {key: entity for entity in view.entities for key in repo.entities[entity].join_keys}
+    # compared ignoring case: DuckDB and SQLite treat "Conv_Rate" and "conv_rate" as one column
+    key_owner = {key.lower(): (key, entity) for entity in view.entities for key in repo.entities[entity].join_keys}
+    reserved = {column.lower() for column in RESERVED_COLUMNS}
     named = [(("schema", i, "name"), f.name, "feature") for i, f in enumerate(view.features)]
     named += [(("aggregations", i), a.output_name, "aggregation") for i, a in enumerate(view.aggregations)]
-    first_line: dict[str, int | None] = {}
+    first: dict[str, tuple[str, int | None]] = {}
     for field_path, name, label in named:
         where = repo.spec_error("feature_views", view.name, field_path, "")
-        if name in key_owner:
-            message = f"{label} '{name}' has the name of the join key of entity '{key_owner[name]}'; rename the {label}"
-        elif name in RESERVED_COLUMNS:
+        folded = name.lower()
+        if folded in key_owner:
+            key, entity = key_owner[folded]
+            message = f"{label} '{name}' has the name of the join key '{key}' of entity '{entity}'; rename the {label}"
+            if key == name:
+                message = f"{label} '{name}' has the name of the join key of entity '{entity}'; rename the {label}"
+        elif folded in reserved:
             message = (f"{label} '{name}' has a name featurehouse reserves for its own columns "
                        f"({', '.join(sorted(RESERVED_COLUMNS))}); rename the {label}")
-        elif name in first_line:
-            message = f"{label} '{name}' is declared twice (first at line {first_line[name]})"
+        elif folded in first:
+            other, line = first[folded]
+            message = f"{label} '{name}' is declared twice (first at line {line})"
+            if other != name:
+                message = (f"{label} '{name}' differs only in case from '{other}' (line {line}), "
+                           "and warehouses treat the two as one column; rename one")
+        elif len(name) > MAX_IDENTIFIER_LENGTH:
+            message = (f"{label} name '{name}' is {len(name)} characters, more than {MAX_IDENTIFIER_LENGTH}; "
+                       "give the aggregation a shorter name:")
         else:
-            first_line[name] = where.line
+            first[folded] = (name, where.line)
             continue
         raise repo.spec_error("feature_views", view.name, field_path, message)
 
@@ -365,13 +474,20 @@ def _spec_error(
                     f"{did_you_mean(str(first.get('input')), choices)}")
         elif kind in ("model_type", "model_attributes_type", "dict_type"):
             example = " such as {name: conv_rate, dtype: float32}" if inner[-2:-1] == ("schema",) else ""
-            text = f"expected a mapping{example}, got {first.get('input')!r}"
+            text = f"expected a mapping{example}, got {_shown(first.get('input'))}"
         elif kind == "list_type":
-            text = f"expected a list such as [{first.get('input')}], got {first.get('input')!r}"
+            value = first.get("input")
+            example = f" such as [{value}]" if isinstance(value, (str, int, float)) else ""
+            text = f"expected a list{example}, got {_shown(value)}"
+            if isinstance(value, dict):
+                text += " (write each item on its own line, starting with '- ')"
         elif kind in ("bool_type", "bool_parsing"):
-            text = f"expected true or false, got {first.get('input')!r}"
+            text = f"expected true or false, got {_shown(first.get('input'))}"
         elif text.startswith("Input should be "):
-            text = "expected " + text[len("Input should be "):] + f", got {first.get('input')!r}"
+            value = first.get("input")
+            text = "expected " + text[len("Input should be "):] + f", got {_shown(value)}"
+            if isinstance(value, bool):
+                text += " (YAML reads yes, no, on and off as booleans: quote the value)"
         elif text.startswith("List should have at least 1 item"):
             text = "expected at least one item"
         field_path = _field_path(inner)
@@ -379,6 +495,23 @@ def _spec_error(
     if subject:
         message = f"{subject}: {message}"
     return SpecError(message, file, line)
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it in YAML, briefly: a whole mapping would not fit in one sentence."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _printable(name: str) -> str:
+    """``conv_rate\\n`` for a name with a newline, so that the message stays one line."""
+    return name if name.isprintable() else repr(name)[1:-1]
 
 
 def _subject(data: Any, loc: tuple[Any, ...]) -> str:
@@ -395,12 +528,12 @@ def _subject(data: Any, loc: tuple[Any, ...]) -> str:
         label = KIND_LABELS[loc[0]]
         if not (isinstance(item, dict) and isinstance(item.get("name"), str)):
             return f"{label} #{loc[1] + 1}"
-        subject = f"{label} '{item['name']}'"
+        subject = f"{label} '{_printable(item['name'])}'"
         if _in_feature(loc) and len(loc) > 4:
             schema = item.get("schema")
             feature = schema[loc[3]] if isinstance(schema, list) and loc[3] < len(schema) else None
             if isinstance(feature, dict) and isinstance(feature.get("name"), str):
-                subject += f", feature '{feature['name']}'"
+                subject += f", feature '{_printable(feature['name'])}'"
         return subject
     return ""
 

@@ -9,11 +9,21 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from featurehouse.durations import parse_duration
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# \Z, not $: "$" also matches before a trailing newline, and "conv_rate\n" is no identifier
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_IDENTIFIER_LENGTH = 63  # Postgres truncates longer identifiers silently
 
 SCALAR_DTYPES = ("bool", "int32", "int64", "float32", "float64", "string", "bytes", "timestamp")
@@ -31,6 +41,15 @@ SNAPSHOT_COLUMNS = ("snapshot_as_of", SNAPSHOT_BUILT_AT, "snapshot_definition")
 RESERVED_COLUMNS = frozenset({EVENT_TIMESTAMP, CREATED_TIMESTAMP, *SNAPSHOT_COLUMNS})
 
 AGGREGATION_FUNCTIONS = ("sum", "count", "mean", "min", "max", "stddev")
+# other spellings of the functions (SQL's, pandas'), for "did you mean ...?"
+_FUNCTION_SYNONYMS = {"avg": "mean", "average": "mean", "std": "stddev", "stdev": "stddev", "std_dev": "stddev",
+                      "stddev_samp": "stddev", "cnt": "count", "total": "sum", "minimum": "min", "maximum": "max"}
+# the longest prefix of a model named after a view (online_<view>) or a training set (ts_<name>),
+# so that the model's name fits in MAX_IDENTIFIER_LENGTH too
+VIEW_MODEL_PREFIX_LENGTH = len("online_")
+TRAINING_SET_MODEL_PREFIX_LENGTH = len("ts_")
+# a ttl beyond a century is a typo (0 means unlimited) and would overflow timestamp arithmetic
+MAX_TTL = 36500 * 86400
 
 
 def check_identifier(value: str) -> str:
@@ -45,6 +64,13 @@ def check_identifier(value: str) -> str:
     if len(value) > MAX_IDENTIFIER_LENGTH:
         raise ValueError(f"names are at most {MAX_IDENTIFIER_LENGTH} characters, {value!r} has {len(value)}")
     return value
+
+
+def check_key_dtype(value: str) -> str:
+    dtype = check_dtype(value)
+    if dtype.startswith("array<"):
+        raise ValueError(f"join keys are scalars: expected one of {', '.join(SCALAR_DTYPES)}, got {value!r}")
+    return dtype
 
 
 def check_dtype(value: str) -> str:
@@ -75,6 +101,7 @@ def check_path(value: str) -> str:
 Identifier = Annotated[str, AfterValidator(check_identifier)]
 FilePath = Annotated[str, AfterValidator(check_path)]
 DType = Annotated[str, AfterValidator(check_dtype)]
+KeyDType = Annotated[str, AfterValidator(check_key_dtype)]
 Duration = Annotated[int, BeforeValidator(_duration)]
 
 
@@ -85,7 +112,7 @@ class SpecModel(BaseModel):
 class Entity(SpecModel):
     name: Identifier
     join_keys: list[Identifier] = Field(min_length=1)
-    value_type: DType = "int64"
+    value_type: KeyDType = "int64"
     description: str = ""
     tags: dict[str, str] = {}
 
@@ -113,6 +140,12 @@ class Source(SpecModel):
     @model_validator(mode="after")
     def _one_location(self) -> "Source":
         _exactly_one_location(self, ("path", "table", "ref", "source"), "a source")
+        mapped: dict[str, str] = {}
+        for column, name in self.field_mapping.items():
+            if name in mapped:
+                raise ValueError(f"field_mapping: columns '{mapped[name]}' and '{column}' are both mapped to '{name}'; "
+                                 "map one column to each name")
+            mapped[name] = column
         if self.table is not None:
             _check_dotted(self.table, "table", 3)
         if self.source is not None:
@@ -160,9 +193,11 @@ class Aggregation(SpecModel):
         from featurehouse.errors import did_you_mean
 
         if self.function not in AGGREGATION_FUNCTIONS:
+            lowered = self.function.strip().lower()
+            closest = lowered if lowered in AGGREGATION_FUNCTIONS else _FUNCTION_SYNONYMS.get(lowered)
+            hint = f" (did you mean '{closest}'?)" if closest else did_you_mean(lowered, AGGREGATION_FUNCTIONS)
             raise ValueError(
-                f"function: expected one of {', '.join(AGGREGATION_FUNCTIONS)}, got {self.function!r}"
-                f"{did_you_mean(self.function, AGGREGATION_FUNCTIONS)}"
+                f"function: expected one of {', '.join(AGGREGATION_FUNCTIONS)}, got {self.function!r}{hint}"
             )
         if self.window <= 0:
             raise ValueError("window: an aggregation needs a window greater than 0")
@@ -173,11 +208,16 @@ class Aggregation(SpecModel):
         return self
 
     @property
-    def output_name(self) -> str:
-        """``name``, or ``<column>_<function>_<window as written>`` (``amount_sum_7d``)."""
+    def window_text(self) -> str:
+        """The window as written (``7d``), or its shortest spelling."""
         from featurehouse.durations import format_duration
 
-        return self.name or f"{self.column}_{self.function}_{self._window_text or format_duration(self.window)}"
+        return self._window_text or format_duration(self.window)
+
+    @property
+    def output_name(self) -> str:
+        """``name``, or ``<column>_<function>_<window as written>`` (``amount_sum_7d``)."""
+        return self.name or f"{self.column}_{self.function}_{self.window_text}"
 
 
 class FeatureView(SpecModel):
@@ -199,6 +239,16 @@ class FeatureView(SpecModel):
         if not self.features and not self.aggregations:
             raise ValueError("a feature view needs a schema: (its features) or aggregations:")
         return self
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl_fits(cls, ttl: int) -> int:
+        if ttl > MAX_TTL:
+            from featurehouse.durations import format_duration
+
+            raise ValueError(f"at most {format_duration(MAX_TTL)} (100 years), got {format_duration(ttl)}; "
+                             "0 means unlimited")
+        return ttl
 
     @property
     def feature_names(self) -> list[str]:
@@ -252,6 +302,12 @@ class SpecFile(SpecModel):
     feature_views: list[FeatureView] = []
     feature_services: list[FeatureService] = []
     training_sets: list[TrainingSet] = []
+
+    @field_validator("entities", "sources", "feature_views", "feature_services", "training_sets", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # `feature_views:` with every item commented out is YAML's null: an empty list
+        return [] if value is None else value
 
 
 KIND_LABELS = {

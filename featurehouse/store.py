@@ -92,7 +92,12 @@ class FeatureStore:
 
 @dataclass
 class RetrievalJob:
-    """A pending training-set query; ``to_arrow()`` or ``to_df()`` runs it."""
+    """A pending training-set query; ``to_arrow()`` or ``to_df()`` runs it.
+
+    Only the join keys and the timestamp of a DataFrame or Arrow entity_df travel to the
+    warehouse; its rows come back as they were given (every column, dtype and, for
+    ``to_df()``, the index), with the features appended.
+    """
 
     store: FeatureStore
     plan: Any
@@ -101,65 +106,157 @@ class RetrievalJob:
     def to_arrow(self) -> "pa.Table":
         if isinstance(self.entity_df, str):
             return self._run_sql_spine(self.entity_df)
-        return self._run_table_spine(_as_arrow(self.entity_df))
+        spine = _as_arrow(self.entity_df)
+        features = self._run_table_spine()
+        for name in features.column_names:
+            spine = spine.append_column(name, features.column(name))
+        return spine
 
     def to_df(self) -> "pd.DataFrame":
-        """The result as pandas; integer and boolean features are nullable (Int64, boolean)."""
+        """The result as pandas; integer and boolean features are nullable (Int64, boolean).
+
+        A DataFrame entity_df comes back as it was given (dtypes and index included),
+        with the features as new columns.
+        """
         import pandas as pd
 
-        nullable = {"int32": pd.Int32Dtype(), "int64": pd.Int64Dtype(), "bool": pd.BooleanDtype()}
+        if isinstance(self.entity_df, pd.DataFrame):
+            features = _features_to_pandas(self._run_table_spine())
+            frame = pd.concat([self.entity_df.reset_index(drop=True), features], axis=1)
+            frame.index = self.entity_df.index
+            return frame
         table = self.to_arrow()
         frame = table.to_pandas()
-        for name in self.plan.output_names():
-            column = table.column(name)
-            dtype = nullable.get(str(column.type))
-            if dtype is not None:
-                frame[name] = column.to_pandas(types_mapper={column.type: dtype}.get)
+        features = _features_to_pandas(table.select(self.plan.output_names()))
+        for name in features.columns:
+            # by position: the frame's index may be an Arrow table's pandas index
+            frame[name] = features[name].array
         return frame
 
     # --------------------------------------------------------------------------------------
-    def _run_table_spine(self, spine: "pa.Table") -> "pa.Table":
+    def _run_table_spine(self) -> "pa.Table":
+        """The feature columns for a DataFrame or Arrow entity_df, one row per spine row, in order."""
+        import numpy as np
         import pyarrow as pa
 
-        columns = spine.column_names
-        if ROW_NUMBER_COLUMN in columns:
-            raise RequestError(f"entity_df may not have a column named '{ROW_NUMBER_COLUMN}'")
-        timestamp = _spine_timestamp(
-            [(f.name, "timestamp" if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type) else str(f.type))
-             for f in spine.schema]
-        )
-        self._check_join_keys(columns)
-        self._check_clashes(columns)
-        # numpy's arange, not range(): building 1M Python ints costs ~0.3 s
-        import numpy as np
-
-        numbered = spine.append_column(ROW_NUMBER_COLUMN, pa.array(np.arange(spine.num_rows, dtype=np.int64)))
         from featurehouse.warehouse import SPINE_PLACEHOLDER
 
-        sql = self._render(SPINE_PLACEHOLDER, timestamp, columns, ROW_NUMBER_COLUMN)
+        columns, kinds = _spine_columns(self.entity_df)
+        timestamp = _spine_timestamp(list(zip(columns, kinds)))
+        self._check_join_keys(columns)
+        self._check_clashes(columns)
+        spine = self._join_input(timestamp)
+        timestamp = str(timestamp)  # pandas may label columns with anything; Arrow names are strings
+        if timestamp.startswith("__fh_"):
+            raise RequestError(f"entity_df's timestamp column may not be named '{timestamp}' "
+                               "(names starting with '__fh_' are featurehouse's own)")
+        # numpy's arange, not range(): building 1M Python ints costs ~0.3 s
+        numbered = spine.append_column(ROW_NUMBER_COLUMN, pa.array(np.arange(spine.num_rows, dtype=np.int64)))
+        sql = self._render(SPINE_PLACEHOLDER, timestamp, [ROW_NUMBER_COLUMN], ROW_NUMBER_COLUMN)
         warehouse = self.store._warehouse()
         try:
             with warehouse.spine(numbered):
-                result = warehouse.arrow(sql)
+                result = self._query(warehouse, sql)
         finally:
             warehouse.close()
-        return _restore_spine_types(result, spine.schema, self.plan, self.store.repo)
+        return _typed_result(result.drop_columns([ROW_NUMBER_COLUMN]), self.plan, self.store.repo)
+
+    def _join_input(self, timestamp: str) -> "pa.Table":
+        """The join keys and the timestamp of the entity_df, typed for the join.
+
+        Keys are cast to their entity's type (so an int64 key given as float64, as pandas
+        does for a column with NaN, joins the same on every warehouse); a key of another
+        kind (strings for an int64 entity) is an error rather than a warehouse-specific
+        implicit cast.
+        """
+        import pyarrow as pa
+
+        names = list(dict.fromkeys([*(key for key, _ in self._keys()), timestamp]))
+        if isinstance(self.entity_df, pa.Table):
+            table = self.entity_df.select(names)
+        else:
+            table = _pandas_to_arrow(self.entity_df[names])
+        dtypes = dict(self._keys())
+        for i, name in enumerate(table.column_names):
+            column = table.column(name)
+            if name == str(timestamp):
+                if pa.types.is_null(column.type):
+                    column = column.cast(pa.timestamp("us"))
+                _check_timestamp_kind(name, _arrow_kind(column.type))
+            else:
+                column = _key_column(name, column, dtypes[name], self._entity_of(name))
+            table = table.set_column(i, name, column)
+        return table
 
     def _run_sql_spine(self, query: str) -> "pa.Table":
+        from featurehouse.errors import WarehouseError
+
+        # a query copied from a SQL console often ends with ';', which a subquery cannot
+        query = query.strip().rstrip(";").rstrip()
         warehouse = self.store._warehouse()
         try:
-            described = warehouse.columns(f"({query})")
+            try:
+                described = warehouse.columns(f"({query})")
+            except WarehouseError as error:
+                reason = str(error).removeprefix("the warehouse query failed: ")
+                raise WarehouseError(f"the entity_df query failed: {reason}") from None
             names = [name for name, _ in described]
-            timestamp = _spine_timestamp(
-                [(n, "timestamp" if "timestamp" in t.lower() or t.lower() == "date" else t) for n, t in described]
-            )
+            reserved = [name for name in names if name.startswith("__fh_")]
+            if reserved:
+                raise RequestError(f"entity_df may not have a column named '{reserved[0]}' (names starting "
+                                   "with '__fh_' are featurehouse's own)")
+            kinds = {name: _sql_kind(kind) for name, kind in described}
+            timestamp = _spine_timestamp([(n, "timestamp" if kinds[n] == "timestamp" else t) for n, t in described])
             self._check_join_keys(names)
             self._check_clashes(names)
+            _check_timestamp_kind(timestamp, kinds[timestamp])
+            for key, dtype in self._keys():
+                _check_key_kind(key, kinds[key], dtype, self._entity_of(key))
             sql = self._render(f"({query}) as __fh_entity_sql", timestamp, names, None)
-            result = warehouse.arrow(sql)
+            result = self._query(warehouse, sql)
         finally:
             warehouse.close()
-        return _restore_spine_types(result, None, self.plan, self.store.repo)
+        return _typed_result(result, self.plan, self.store.repo)
+
+    def _query(self, warehouse: "Warehouse", sql: str) -> "pa.Table":
+        """Run the join; if it fails because the warehouse is behind the specs, say so."""
+        from featurehouse.errors import WarehouseError
+
+        try:
+            return warehouse.arrow(sql)
+        except WarehouseError as error:
+            raise self._explain_failure(warehouse, error) from None
+
+    def _explain_failure(self, warehouse: "Warehouse", error: Exception) -> Exception:
+        """A clearer error when a feature view's table is missing or lacks a column of its spec.
+
+        Both happen when specs changed (or were compiled) without a ``dbt build`` after.
+        """
+        from featurehouse.errors import WarehouseError
+        from featurehouse.join_plan import feature_view_model
+
+        for selection in self.plan.selections:
+            view = selection.view
+            model = feature_view_model(view.name)
+            relation = warehouse.relation(model)
+            try:
+                present = {name for name, _ in warehouse.columns(f"(select * from {relation})")}
+            except WarehouseError:
+                if model in str(error):
+                    return WarehouseError(
+                        f"feature view '{view.name}' has no table {relation} in the warehouse; run 'dbt build'"
+                    )
+                continue
+            needed = [*self.store.repo.join_keys(view), EVENT_TIMESTAMP, *(f.name for f in view.features),
+                      *(a.column for a in view.aggregations)]
+            missing = [name for name in dict.fromkeys(needed) if name not in present]
+            if missing:
+                return WarehouseError(
+                    f"the warehouse table {relation} of feature view '{view.name}' has no column "
+                    f"'{missing[0]}': the specs changed after the last 'dbt build'; run "
+                    "'featurehouse compile' and 'dbt build'"
+                )
+        return error
 
     def _render(self, spine: str, timestamp: str, columns: list[str], order_column: str | None) -> str:
         from featurehouse.join_plan import point_in_time_call
@@ -172,16 +269,32 @@ class RetrievalJob:
         sql = render(self.store.repo_path, self.store.target, call)
         return sql.replace(placeholder, spine)
 
-    def _check_join_keys(self, columns: list[str]) -> None:
+    def _keys(self) -> list[tuple[str, str]]:
+        """(join key, entity value_type) of every requested view, in order."""
+        repo = self.store.repo
+        keys: dict[str, str] = {}
+        for selection in self.plan.selections:
+            for key in repo.join_keys(selection.view):
+                keys.setdefault(key, repo.join_key_dtype(selection.view, key))
+        return list(keys.items())
+
+    def _entity_of(self, key: str) -> str:
+        for selection in self.plan.selections:
+            for name in selection.view.entities:
+                if key in self.store.repo.entities[name].join_keys:
+                    return name
+        return key  # pragma: no cover - every key comes from an entity
+
+    def _check_join_keys(self, columns: list[Any]) -> None:
         for selection in self.plan.selections:
             for key in self.store.repo.join_keys(selection.view):
                 if key not in columns:
                     raise RequestError(
                         f"entity_df has no column '{key}', the join key of feature view "
-                        f"'{selection.view.name}'{did_you_mean(key, columns)}"
+                        f"'{selection.view.name}'{did_you_mean(key, [str(c) for c in columns])}"
                     )
 
-    def _check_clashes(self, columns: list[str]) -> None:
+    def _check_clashes(self, columns: list[Any]) -> None:
         for name in self.plan.output_names():
             if name in columns:
                 raise RequestError(
@@ -190,7 +303,7 @@ class RetrievalJob:
                 )
 
 
-def _spine_timestamp(columns: list[tuple[str, str]]) -> str:
+def _spine_timestamp(columns: list[tuple[Any, str]]) -> str:
     names = [n for n, _ in columns]
     if EVENT_TIMESTAMP in names:
         return EVENT_TIMESTAMP
@@ -200,29 +313,169 @@ def _spine_timestamp(columns: list[tuple[str, str]]) -> str:
     if not timestamps:
         raise RequestError(
             f"entity_df needs a timestamp column, '{EVENT_TIMESTAMP}' or any single timestamp column; "
-            f"it has {', '.join(names) or 'no columns'}"
+            f"it has {', '.join(map(str, names)) or 'no columns'}"
         )
     raise RequestError(
-        f"entity_df has several timestamp columns ({', '.join(timestamps)}); name the one to join on "
+        f"entity_df has several timestamp columns ({', '.join(map(str, timestamps))}); name the one to join on "
         f"'{EVENT_TIMESTAMP}'"
     )
+
+
+def _spine_columns(entity_df: Any) -> tuple[list[Any], list[str]]:
+    """The entity_df's column names and their kinds (see _arrow_kind), without converting its data."""
+    import pyarrow as pa
+
+    if isinstance(entity_df, pa.Table):
+        return entity_df.column_names, [_arrow_kind(f.type) for f in entity_df.schema]
+    _as_arrow_input(entity_df)
+    import pandas as pd
+
+    _check_unique_columns(entity_df)
+    kinds = []
+    for name in entity_df.columns:
+        series = entity_df[name]
+        timestamp = pd.api.types.is_datetime64_any_dtype(series.dtype) or (
+            series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in ("datetime", "date")
+        )
+        kinds.append("timestamp" if timestamp else str(series.dtype))
+    return list(entity_df.columns), kinds
+
+
+def _check_unique_columns(frame: "pd.DataFrame") -> None:
+    duplicated = frame.columns[frame.columns.duplicated()]
+    if len(duplicated):
+        raise RequestError(f"entity_df has more than one column named '{duplicated[0]}'")
+
+
+def _as_arrow_input(entity_df: Any) -> None:
+    """Reject what is neither a DataFrame nor an Arrow table (SQL strings are handled apart)."""
+    import pyarrow as pa
+
+    if isinstance(entity_df, pa.Table):
+        return
+    import pandas as pd
+
+    if not isinstance(entity_df, pd.DataFrame):
+        raise RequestError(
+            "entity_df must be a pandas DataFrame, a pyarrow Table or a SQL query string, "
+            f"not {type(entity_df).__name__}"
+        )
 
 
 def _as_arrow(entity_df: Any) -> "pa.Table":
     import pyarrow as pa
 
+    _as_arrow_input(entity_df)
     if isinstance(entity_df, pa.Table):
         return entity_df
+    _check_unique_columns(entity_df)
+    return _pandas_to_arrow(entity_df)
+
+
+def _pandas_to_arrow(frame: "pd.DataFrame") -> "pa.Table":
+    import pyarrow as pa
+
     try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pd = None
-    if pd is not None and isinstance(entity_df, pd.DataFrame):
-        frame = entity_df.reset_index(drop=True)
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    raise RequestError(
-        f"entity_df must be a pandas DataFrame, a pyarrow Table or a SQL query string, not {type(entity_df).__name__}"
-    )
+        return pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+        # pyarrow says what and where in two parts: "Could not convert 'a' ...", "Conversion failed for column x ..."
+        reason = "; ".join(str(part) for part in error.args) if error.args else type(error).__name__
+        raise RequestError(f"entity_df cannot be converted to Arrow: {reason}") from None
+
+
+def _features_to_pandas(table: "pa.Table") -> "pd.DataFrame":
+    """Feature columns as pandas, with nullable integer and boolean dtypes (NULLs stay NULL)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    nullable = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=nullable.get)
+
+
+# ---- join key and timestamp types ------------------------------------------------------------
+_KEY_KINDS = {
+    "int32": ("integer", "float"), "int64": ("integer", "float"),
+    "float32": ("integer", "float"), "float64": ("integer", "float"),
+    "string": ("string",), "bytes": ("bytes",), "bool": ("bool",), "timestamp": ("timestamp",),
+}
+
+
+def _arrow_kind(arrow_type: "pa.DataType") -> str:
+    """integer, float, string, bytes, bool, timestamp (dates included), null, or the type's name."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        return _arrow_kind(arrow_type.value_type)
+    checks = [
+        ("integer", pa.types.is_integer), ("float", pa.types.is_floating), ("float", pa.types.is_decimal),
+        ("string", pa.types.is_string), ("string", pa.types.is_large_string), ("bytes", pa.types.is_binary),
+        ("bytes", pa.types.is_large_binary), ("bool", pa.types.is_boolean), ("timestamp", pa.types.is_timestamp),
+        ("timestamp", pa.types.is_date), ("null", pa.types.is_null),
+    ]
+    for kind, check in checks:
+        if check(arrow_type):
+            return kind
+    return str(arrow_type)
+
+
+def _sql_kind(sql_type: str) -> str:
+    """The kind (as _arrow_kind) of a DuckDB or Postgres column type name."""
+    text = sql_type.lower()
+    if text.endswith("[]") or text.startswith(("interval", "struct", "map", "union")):
+        return text
+    if "timestamp" in text or text == "date":
+        return "timestamp"
+    if any(word in text for word in ("char", "text", "string")):
+        return "string"
+    if text in ("blob", "bytea") or "binary" in text:
+        return "bytes"
+    if text.startswith("bool"):
+        return "bool"
+    if "int" in text:
+        return "integer"
+    if any(word in text for word in ("double", "real", "float", "numeric", "decimal")):
+        return "float"
+    if text == '"null"' or text == "null":
+        return "null"
+    return text
+
+
+def _check_timestamp_kind(name: Any, kind: str) -> None:
+    if kind not in ("timestamp", "null"):
+        raise RequestError(
+            f"entity_df column '{name}' holds {kind} values, not timestamps; convert it first "
+            f"(pandas: pd.to_datetime(df['{name}'], utc=True); SQL: cast(... as timestamp))"
+        )
+
+
+def _check_key_kind(key: str, kind: str, dtype: str, entity: str) -> None:
+    allowed = _KEY_KINDS.get(dtype)
+    if allowed is not None and kind != "null" and kind not in allowed:
+        raise RequestError(
+            f"entity_df column '{key}' holds {kind} values, but entity '{entity}' has {dtype} join keys; "
+            "convert the column to match"
+        )
+
+
+def _key_column(key: str, column: "pa.ChunkedArray", dtype: str, entity: str) -> "pa.ChunkedArray":
+    """``column`` as the entity's key type; values that do not convert exactly are an error."""
+    import pyarrow as pa
+
+    from featurehouse.types import arrow_type
+
+    _check_key_kind(key, _arrow_kind(column.type), dtype, entity)
+    if dtype not in _KEY_KINDS or dtype == "timestamp":
+        return column  # the warehouse compares timestamps by instant whatever their unit or zone
+    target = arrow_type(dtype)
+    if column.type == target:
+        return column
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise RequestError(
+            f"entity_df column '{key}' has values that are not {dtype} join keys of entity '{entity}': "
+            f"{str(error).splitlines()[0]}"
+        ) from None
 
 
 def _feature_arrow_types(plan: Any, repo: "FeatureRepo") -> dict[str, "pa.DataType"]:
@@ -237,25 +490,23 @@ def _feature_arrow_types(plan: Any, repo: "FeatureRepo") -> dict[str, "pa.DataTy
     return types
 
 
-def _restore_spine_types(result: "pa.Table", spine_schema: "pa.Schema | None", plan: Any, repo: "FeatureRepo") -> "pa.Table":
-    """Give spine columns back their input types (zones included) and features their dtypes."""
+def _typed_result(result: "pa.Table", plan: Any, repo: "FeatureRepo") -> "pa.Table":
+    """Features cast to their dtypes; other columns (a SQL spine's) with naive timestamps as UTC."""
     import pyarrow as pa
 
     wanted = _feature_arrow_types(plan, repo)
-    if spine_schema is not None:
-        wanted.update({f.name: f.type for f in spine_schema})
     columns = []
     for name in result.column_names:
         column = result.column(name)
         target = wanted.get(name)
         if target is not None:
-            # an entity_df column (a naive one stays naive) or a feature of known dtype
             if column.type != target:
                 try:
                     column = column.cast(target)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     pass
         elif pa.types.is_timestamp(column.type) and column.type.tz is None:
+            # the warehouse stores UTC without a zone (see utc_timestamp); say so
             column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
         columns.append(column)
     return pa.table(columns, names=result.column_names)

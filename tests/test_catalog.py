@@ -326,10 +326,10 @@ feature_services:""", 1)
     repo = write_repo(tmp_path / "repo", {"specs.yml": specs})
     view = json.loads(ok(repo, "describe", "driver_windows", "--json", "--no-online"))
     assert [(f["name"], f["dtype"], f["aggregation"]) for f in view["features"]] == [
-        ("avg_daily_trips_sum_7d", "float64", {"column": "avg_daily_trips", "function": "sum", "window": "1w"}),
+        ("avg_daily_trips_sum_7d", "float64", {"column": "avg_daily_trips", "function": "sum", "window": "7d"}),
         ("active_hours", "int64", {"column": "avg_daily_trips", "function": "count", "window": "1d"}),
     ]
-    assert "avg_daily_trips_sum_7d  float64  Trips in the last week. = sum(avg_daily_trips) over 1w" in ok(
+    assert "avg_daily_trips_sum_7d  float64  Trips in the last week. = sum(avg_daily_trips) over 7d" in ok(
         repo, "describe", "driver_windows", "--no-online")
     assert "driver_windows:active_hours" in [f["name"] for f in json.loads(ok(repo, "list", "features", "--json"))]
     assert [m["name"] for m in json.loads(ok(repo, "search", "last", "week", "--json"))] == [

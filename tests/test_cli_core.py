@@ -59,6 +59,19 @@ def test_compile_reports_what_it_did(tmp_path: Path) -> None:
     assert again.stdout.startswith("Compiled 1 feature view(s) and 0 training set(s) for duckdb: 0 written, 0 removed, ")
 
 
+def test_compile_for_an_unknown_dialect_or_target_is_one_line(tmp_path: Path) -> None:
+    root = write_repo(tmp_path, {"stats.yml": SPEC})
+    result = CliRunner().invoke(main, ["--repo", str(root), "compile", "--dialect", "postgre"])
+    assert result.exit_code == 1
+    assert result.output == ("Error: cannot compile for the SQL dialect 'postgre': Unknown dialect 'postgre'. "
+                             "Did you mean postgres?\n")
+    # a target asked for by name must exist: compiling for DuckDB instead would write the wrong models
+    result = CliRunner().invoke(main, ["--repo", str(root), "--target", "pgg", "compile"])
+    assert result.exit_code == 1
+    assert result.output == "Error: profile 'test_repo' has no target 'pgg'\n"
+    assert not (root / "models" / "featurehouse").exists()
+
+
 def test_compile_finds_the_repo_from_a_subfolder(tmp_path: Path) -> None:
     root = write_repo(tmp_path, {"stats.yml": SPEC})
     result = CliRunner().invoke(main, ["--repo", str(root / "feature_specs"), "compile"])

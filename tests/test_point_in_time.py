@@ -322,6 +322,151 @@ def test_empty_spine(harness):
     assert got == []
 
 
+# ---- the entity_df as the user gives it -------------------------------------------------------
+def test_to_df_gives_the_entity_df_back_as_given(harness):
+    """Every column keeps its pandas dtype, odd names and unconvertible objects included, and the index stays."""
+    import pandas as pd
+
+    harness.load({"drv": [drv(1, T - MINUTE, 1), drv(2, T - MINUTE, None)]})
+    frame = pd.DataFrame({
+        "driver_id": pd.array([1, None, 2, 1], dtype="Int64"),
+        EVENT: pd.to_datetime([T, T, T, None]).tz_localize("UTC").tz_convert("Europe/Amsterdam"),
+        "label": pd.array([True, None, False, True], dtype="boolean"),
+        "weight": pd.array([1, 2, None, 4], dtype="Int32"),
+        "wait": pd.to_timedelta([1, 2, None, 4], unit="s"),
+        "city": pd.Categorical(["a", "b", None, "a"], categories=["b", "a", "z"]),
+        "mixed": [1, "a", None, 2.5],  # pyarrow cannot convert this column; it never needs to
+        'we"ird': [1, 2, 3, 4],
+        "__fh_ts": [1, 2, 3, 4],
+    }, index=pd.Index([40, 10, 30, 20], name="request_id"))  # as after filtering: not 0..n-1
+    result = harness.store().get_historical_features(frame, ["drv:f_int"]).to_df()
+    pd.testing.assert_frame_equal(result.drop(columns=["f_int"]), frame)
+    assert str(result["f_int"].dtype) == "Int64"
+    assert result["f_int"].isna().tolist() == [False, True, True, True]
+    assert result["f_int"].iloc[0] == 1
+    # so features line up with the labels they belong to, whatever the index
+    assert result.loc[40, "f_int"] == 1
+
+
+def test_join_keys_are_cast_to_the_entity_type(harness):
+    """pandas makes an int64 key with a missing value float64, and one with no value at all
+    an object column of None; both join as the entity's int64 keys on every warehouse."""
+    import pandas as pd
+
+    harness.load({"drv": [drv(1, T - MINUTE, 7)]})
+    store = harness.store()
+    floats = pd.DataFrame({"driver_id": [1.0, float("nan")], EVENT: pd.to_datetime([T, T])})
+    result = store.get_historical_features(floats, ["drv:f_int"]).to_df()
+    assert result["driver_id"].dtype == "float64"
+    assert result["f_int"].isna().tolist() == [False, True]
+    assert result["f_int"].iloc[0] == 7
+    unknown = pd.DataFrame({"driver_id": [None, None], EVENT: pd.to_datetime([T, T])})
+    result = store.get_historical_features(unknown, ["drv:f_int"]).to_df()
+    assert result["driver_id"].tolist() == [None, None]
+    assert result["f_int"].isna().all()
+
+
+def test_entity_df_of_the_wrong_kind_is_one_sentence(harness):
+    """The same mistakes give the same sentence on every warehouse, before any query runs."""
+    import pandas as pd
+
+    from featurehouse.errors import RequestError
+
+    store = harness.store()
+    good = {"driver_id": [1, 2], EVENT: pd.to_datetime([T, T])}
+    cases = [
+        ({**good, "driver_id": ["1", "2"]},
+         r"^entity_df column 'driver_id' holds string values, but entity 'driver' has int64 join keys"),
+        ({**good, "driver_id": [1.5, 2.0]},
+         r"^entity_df column 'driver_id' has values that are not int64 join keys of entity 'driver': "),
+        ({**good, EVENT: ["2024-03-31 02:00:00", "soon"]},
+         r"^entity_df column 'event_timestamp' holds string values, not timestamps; convert it first"),
+    ]
+    for columns, message in cases:
+        with pytest.raises(RequestError, match=message):
+            store.get_historical_features(pd.DataFrame(columns), ["drv:f_int"]).to_df()
+    twice = pd.DataFrame([[1, T, 1, 2]], columns=["driver_id", EVENT, "x", "x"])
+    with pytest.raises(RequestError, match=r"^entity_df has more than one column named 'x'$"):
+        store.get_historical_features(twice, ["drv:f_int"]).to_df()
+    # to_arrow() needs every column as Arrow: a column pyarrow cannot convert is named
+    mixed = pd.DataFrame({**good, "mixed": [1, "a"]})
+    with pytest.raises(RequestError, match=r"^entity_df cannot be converted to Arrow: .*column mixed"):
+        store.get_historical_features(mixed, ["drv:f_int"]).to_arrow()
+
+
+def test_sql_entity_df(harness):
+    from featurehouse.errors import RequestError, WarehouseError
+
+    harness.load({"drv": [drv(1, T - MINUTE, 1)]})
+    harness.load_spine(spine_of((1, 10, T), (2, 10, T)))
+    store = harness.store()
+    spine = f'"{harness.schema}"."spine"'
+    # a query copied from a SQL console, with its semicolon
+    result = store.get_historical_features(f"select * from {spine} order by label;\n", ["drv:f_int"]).to_arrow()
+    assert result.column("f_int").to_pylist() == [1, None]
+    text_time = f"select driver_id, cast(event_timestamp as {'varchar' if harness.engine == 'duckdb' else 'text'}) " \
+                f"as event_timestamp from {spine}"
+    with pytest.raises(RequestError, match=r"^entity_df column 'event_timestamp' holds string values, not timestamps"):
+        store.get_historical_features(text_time, ["drv:f_int"]).to_arrow()
+    with pytest.raises(RequestError, match=r"^entity_df may not have a column named '__fh_ts'"):
+        store.get_historical_features(f"select *, 1 as __fh_ts from {spine}", ["drv:f_int"]).to_arrow()
+    with pytest.raises(WarehouseError, match=r"^the entity_df query failed: "):
+        store.get_historical_features(f'select * from "{harness.schema}"."no_such_table"', ["drv:f_int"]).to_arrow()
+
+
+def test_a_warehouse_behind_the_specs_says_what_to_run(tmp_path):
+    """Specs edited or compiled without a 'dbt build' after, or models/featurehouse/ missing: one sentence."""
+    import shutil
+
+    import pandas as pd
+
+    from featurehouse import FeatureStore, compiler
+    from featurehouse.errors import CompileError, WarehouseError
+    from featurehouse.repo import load_repo
+    from repos import run_dbt, write_repo
+
+    spec = """
+entities:
+  - {name: driver, join_keys: [driver_id]}
+sources:
+  - {name: stats, path: data/stats.csv, timestamp_field: event_timestamp}
+feature_views:
+  - name: stats
+    entities: [driver]
+    source: stats
+    schema:
+      - {name: conv_rate, dtype: float64}
+"""
+    root = write_repo(tmp_path, {"stats.yml": spec})
+    (root / "data" / "stats.csv").write_text("driver_id,event_timestamp,conv_rate\n1,2024-01-01 10:00:00,0.5\n")
+
+    def compile_specs() -> None:
+        compiler.write(root / "models" / "featurehouse", compiler.compile_repo(load_repo(root), "duckdb"))
+
+    compile_specs()
+    run_dbt(root, "build")
+    spine = pd.DataFrame({"driver_id": [1], EVENT: pd.to_datetime(["2024-01-02"])})
+    assert FeatureStore(root).get_historical_features(spine, ["stats:conv_rate"]).to_df()["conv_rate"].tolist() == [0.5]
+
+    (root / "feature_specs" / "stats.yml").write_text(
+        spec + "      - {name: doubled, dtype: float64, expression: conv_rate * 2}\n"
+        "  - {name: other, entities: [driver], source: stats, schema: [{name: conv_rate, dtype: float64}]}\n"
+    )
+    compile_specs()
+    with pytest.raises(WarehouseError, match=r"""^the warehouse table "main"."fv_stats" of feature view 'stats' has no """
+                       r"column 'doubled': the specs changed after the last 'dbt build'; run 'featurehouse compile' "
+                       r"and 'dbt build'$"):
+        # the full-tie rule reads every feature of the view, so asking for an old one fails too
+        FeatureStore(root).get_historical_features(spine, ["stats:conv_rate"]).to_df()
+    with pytest.raises(WarehouseError, match=r"""^feature view 'other' has no table "main"."fv_other" in the """
+                       r"warehouse; run 'dbt build'$"):
+        FeatureStore(root).get_historical_features(spine, ["other:conv_rate"]).to_df()
+    shutil.rmtree(root / "models" / "featurehouse")
+    with pytest.raises(CompileError, match=r"the dbt project has no model 'fv_other'; run 'featurehouse compile'"):
+        # a call never rendered before (a rendering is cached per call shape)
+        FeatureStore(root).get_historical_features(spine, ["other:conv_rate"], full_feature_names=True).to_df()
+
+
 @pytest.mark.parametrize("request_name", sorted(REQUESTS))
 def test_training_set_model_equals_the_sdk(harness, request_name):
     """The ts_<name> model dbt builds from a spine table equals the SDK's answer for it."""

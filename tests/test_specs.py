@@ -152,7 +152,101 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
     ("online not a boolean", {"drivers.yml": edit("ttl: 1d", "ttl: 1d\n    online: maybe")}, CONFIG,
      f"{F}:14: feature view 'driver_hourly_stats': online: expected true or false, got 'maybe'"),
     ("YAML syntax error", {"drivers.yml": edit("ttl: 1d", "ttl: [1d")}, CONFIG,
-     f"{F}:14: invalid YAML: expected ',' or ']', but got ':'"),
+     f"{F}:14: invalid YAML: expected ',' or ']', but got ':' (is the '[' on line 13 closed?)"),
+    ("tab indentation", {"drivers.yml": edit("    ttl: 1d", "\tttl: 1d")}, CONFIG,
+     f"{F}:13: invalid YAML: found character '\\t' that cannot start any token "
+     "(indent with spaces: YAML does not allow tabs)"),
+    ("two YAML documents in one file", {"drivers.yml": BASE + "---\nentities: []\n"}, CONFIG,
+     f"{F}:24: invalid YAML: expected a single document in the stream but found another document"),
+    ("a list as a key", {"drivers.yml": edit("    ttl: 1d", "    [ttl]: 1d")}, CONFIG,
+     f"{F}:13: a key must be a plain name, not list ['ttl']"),
+    ("list of objects written as a mapping",
+     {"drivers.yml": edit("  - name: driver\n    join_keys: [driver_id]", "  driver:\n    join_keys: [driver_id]")},
+     CONFIG, f"{F}:1: entities: expected a list, got a mapping (write each item on its own line, starting with '- ')"),
+    ("name that YAML reads as a boolean", {"drivers.yml": edit("- name: driver\n", "- name: yes\n")}, CONFIG,
+     f"{F}:2: entity #1: name: expected a valid string, got true "
+     "(YAML reads yes, no, on and off as booleans: quote the value)"),
+    ("name with a trailing newline", {"drivers.yml": edit("{name: trips,", '{name: "trips\\n",')}, CONFIG,
+     f"{F}:16: feature view 'driver_hourly_stats', feature 'trips\\n': name: expected a plain identifier "
+     "(letters, digits and _, not starting with a digit), got 'trips\\n'"),
+    ("feature named like a join key in capitals",
+     {"drivers.yml": edit("{name: trips, dtype: int64}", "{name: Driver_ID, dtype: int64}")}, CONFIG,
+     f"{VIEW}: feature 'Driver_ID' has the name of the join key 'driver_id' of entity 'driver'; rename the feature"
+     .replace(f"{F}:10", f"{F}:16")),
+    ("feature named like a reserved column in capitals",
+     {"drivers.yml": edit("{name: trips, dtype: int64}", "{name: Snapshot_As_Of, dtype: int64}")}, CONFIG,
+     f"{F}:16: feature view 'driver_hourly_stats': feature 'Snapshot_As_Of' has a name featurehouse reserves for "
+     "its own columns (created_timestamp, event_timestamp, snapshot_as_of, snapshot_built_at, "
+     "snapshot_definition); rename the feature"),
+    ("features that differ only in case",
+     {"drivers.yml": edit("{name: trips, dtype: int64}", "{name: Conv_Rate, dtype: int64}")}, CONFIG,
+     f"{F}:16: feature view 'driver_hourly_stats': feature 'Conv_Rate' differs only in case from 'conv_rate' "
+     "(line 15), and warehouses treat the two as one column; rename one"),
+    ("views that differ only in case",
+     {"drivers.yml": BASE, "more.yml": "feature_views:\n  - name: Driver_Hourly_Stats\n    entities: [driver]\n"
+                                       "    source: driver_stats\n    schema: [{name: trips, dtype: int64}]\n"},
+     CONFIG, "feature_specs/more.yml:2: feature view 'Driver_Hourly_Stats' differs only in case from the feature "
+     f"view 'driver_hourly_stats' at {F}:10; names must differ in more than case"),
+    ("view name too long for its models", {"drivers.yml": BASE.replace("driver_hourly_stats", "v" * 57)}, CONFIG,
+     f"{F}:10: feature view '{'v' * 57}' is 57 characters; at most 56, so that the name of its dbt model fits "
+     "in 63 characters"),
+    ("default aggregation name too long",
+     {"drivers.yml": edit("          - {name: conv_rate, dtype: float32}\n          - {name: trips, dtype: int64}\n"
+                          .replace("          ", "      "),
+                          f"    aggregations: [{{column: {'t' * 56}, function: mean, window: 7d}}]\n")
+      .replace("    schema:\n", "").replace("[driver_hourly_stats:conv_rate]", "[driver_hourly_stats]")
+      .replace("columns: [driver_id, trips, conv_rate]", f"columns: [driver_id, {'t' * 56}]")}, CONFIG,
+     f"{F}:14: feature view 'driver_hourly_stats': aggregation name '{'t' * 56}_mean_7d' is 64 characters, "
+     "more than 63; give the aggregation a shorter name:"),
+    ("ttl beyond a century", {"drivers.yml": edit("ttl: 1d", "ttl: 99999999w")}, CONFIG,
+     f"{F}:13: feature view 'driver_hourly_stats': ttl: at most 36500d (100 years), got 99999999w; "
+     "0 means unlimited"),
+    ("duration in capitals", {"drivers.yml": edit("ttl: 1d", "ttl: 1D")}, CONFIG,
+     f"{F}:13: feature view 'driver_hourly_stats': ttl: expected a duration such as 90s, 30m, 12h, 1d or 2w, "
+     "got '1D' (did you mean '1d'?)"),
+    ("fractional duration", {"drivers.yml": edit("ttl: 1d", "ttl: 1.5h")}, CONFIG,
+     f"{F}:13: feature view 'driver_hourly_stats': ttl: expected a duration such as 90s, 30m, 12h, 1d or 2w, "
+     "got '1.5h' (did you mean '90m'?)"),
+    ("negative duration", {"drivers.yml": edit("ttl: 1d", "ttl: -1h")}, CONFIG,
+     f"{F}:13: feature view 'driver_hourly_stats': ttl: expected a duration such as 90s, 30m, 12h, 1d or 2w, "
+     "got '-1h' (a duration cannot be negative)"),
+    ("empty duration", {"drivers.yml": edit("ttl: 1d", "ttl:")}, CONFIG,
+     f"{F}:13: feature view 'driver_hourly_stats': ttl: expected a duration such as 90s, 30m, 12h, 1d or 2w, "
+     "got nothing"),
+    ("aggregation function under another name",
+     {"drivers.yml": edit("    schema:\n      - {name: conv_rate, dtype: float32}\n      - {name: trips, dtype: int64}\n",
+                          "    aggregations: [{column: trips, function: AVG, window: 7d}]\n")}, CONFIG,
+     f"{F}:14: feature view 'driver_hourly_stats': aggregations[0]: function: expected one of sum, count, mean, "
+     "min, max, stddev, got 'AVG' (did you mean 'mean'?)"),
+    ("two views offer one feature name in a training set",
+     {"drivers.yml": edit("feature_services:", "  - name: driver_daily_stats\n    entities: [driver]\n"
+                          "    source: driver_stats\n    schema: [{name: conv_rate, dtype: float64}]\nfeature_services:")
+      .replace("features: driver_activity", "features: [driver_hourly_stats, driver_daily_stats]")}, CONFIG,
+     f"{F}:27: training set 'driver_training': column 'conv_rate' would come from both feature view "
+     "'driver_hourly_stats' and 'driver_daily_stats'; set full_feature_names: true on the training set to get "
+     "'view__feature' columns"),
+    ("join key shared with two types",
+     {"drivers.yml": edit("    join_keys: [driver_id]\n", "    join_keys: [driver_id]\n  - name: car\n"
+                          "    join_keys: [driver_id]\n    value_type: string\n")
+      .replace("entities: [driver]", "entities: [driver, car]")}, CONFIG,
+     f"{F}:14: feature view 'driver_hourly_stats': join key 'driver_id' is int64 in entity 'driver' but string in "
+     "entity 'car'; give both entities the same value_type"),
+    ("join keys that differ only in case",
+     {"drivers.yml": edit("    join_keys: [driver_id]\n", "    join_keys: [driver_id, Driver_Id]\n")}, CONFIG,
+     f"{F}:11: feature view 'driver_hourly_stats': join keys 'driver_id' and 'Driver_Id' differ only in case, and "
+     "warehouses treat the two as one column; rename one"),
+    ("array join key", {"drivers.yml": edit("    join_keys: [driver_id]\n",
+                                            "    join_keys: [driver_id]\n    value_type: array<int64>\n")}, CONFIG,
+     f"{F}:4: entity 'driver': value_type: join keys are scalars: expected one of bool, int32, int64, float32, "
+     "float64, string, bytes, timestamp, got 'array<int64>'"),
+    ("two columns mapped to one name",
+     {"drivers.yml": edit("    columns:", "    field_mapping: {conv: conv_rate, cr: conv_rate}\n    columns:")}, CONFIG,
+     f"{F}:5: source 'driver_stats': field_mapping: columns 'conv' and 'cr' are both mapped to 'conv_rate'; "
+     "map one column to each name"),
+    ("ref with nothing after the colon",
+     {"drivers.yml": edit("[driver_hourly_stats:conv_rate]", "['driver_hourly_stats:']")}, CONFIG,
+     f"{F}:19: feature service 'driver_activity': 'driver_hourly_stats:' names no feature after ':'; write "
+     "'driver_hourly_stats' for all its features or 'driver_hourly_stats:conv_rate' for one"),
     ("key given twice", {"drivers.yml": edit("ttl: 1d", "ttl: 1d\n    ttl: 2d")}, CONFIG,
      f"{F}:14: key 'ttl' appears twice in the same mapping"),
     ("top-level key typo", {"drivers.yml": edit("feature_views:", "feature_view:")}, CONFIG,
@@ -171,6 +265,13 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
      "featurehouse.yml:3: online_store.type postgres needs online_store.url (e.g. postgresql://user@host:5432/db)"),
     ("config key typo", {"drivers.yml": BASE}, "project: test_repo\nspec: feature_specs\n",
      "featurehouse.yml:2: unknown top-level key 'spec' (did you mean 'specs'?)"),
+    ("url of another store type", {"drivers.yml": BASE},
+     CONFIG + "online_store:\n  type: sqlite\n  url: postgresql://localhost/db\n",
+     "featurehouse.yml:5: online_store.url is for type postgres or redis, but online_store.type is sqlite; "
+     "remove url: or change the type"),
+    ("models_dir inside the specs folder", {"drivers.yml": BASE}, CONFIG + "models_dir: feature_specs/models\n",
+     "featurehouse.yml: models_dir 'feature_specs/models' is inside the specs folder 'feature_specs'; put the "
+     "generated models elsewhere, e.g. models/featurehouse"),
 ]
 
 
@@ -266,3 +367,65 @@ def test_no_repo_is_one_sentence(tmp_path: Path) -> None:
         f"Error: no featurehouse.yml found in {tmp_path} or any folder above it; "
         "run 'featurehouse init DIR' to create a feature repo\n"
     )
+
+
+# ---- what a spec folder may hold -------------------------------------------------------------------
+def test_a_file_that_is_not_utf8_is_one_sentence(tmp_path: Path) -> None:
+    write_specs(tmp_path, {"drivers.yml": BASE})
+    (tmp_path / "feature_specs" / "notes.yml").write_bytes("entities: []\n# café\n".encode("latin-1"))
+    with pytest.raises(FeaturehouseError) as caught:
+        load_repo(tmp_path)
+    assert str(caught.value) == "feature_specs/notes.yml:2: the file is not UTF-8 text (byte 0xe9); save it as UTF-8"
+
+
+def test_which_files_are_specs(tmp_path: Path) -> None:
+    # hidden: an editor backup or a Jupyter checkpoint would otherwise define everything twice
+    write_specs(tmp_path, {"drivers.yml": BASE})
+    (tmp_path / "feature_specs" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "feature_specs" / ".ipynb_checkpoints" / "drivers-checkpoint.yml").write_text(BASE)
+    (tmp_path / "feature_specs" / ".drivers.yml").write_text("entities: [\n")
+    (tmp_path / "feature_specs" / "README.md").write_text("# not a spec\n")
+    (tmp_path / "feature_specs" / "LEGACY.YML").write_text("entities:\n  - {name: car, join_keys: [car_id]}\n")
+    repo = load_repo(tmp_path)
+    assert [p.name for p in repo.spec_files] == ["LEGACY.YML", "drivers.yml"]
+
+
+def test_an_empty_kind_is_an_empty_list(tmp_path: Path) -> None:
+    # every item under a key commented out leaves `training_sets:` with nothing, which YAML reads as null
+    write_specs(tmp_path, {"drivers.yml": BASE.split("training_sets:")[0] + "training_sets:\n  # - name: later\n"})
+    assert load_repo(tmp_path).training_sets == {}
+
+
+def test_yaml_merge_keys_work_and_the_mapping_wins(tmp_path: Path) -> None:
+    specs = BASE.replace("    ttl: 1d\n", "    <<: &defaults {ttl: 2d, online: false, owner: team@example.com}\n"
+                                           "    ttl: 1d\n")
+    # an anchored mapping that merges and overrides itself, used twice
+    specs += ("  - name: other_training\n"
+              "    <<: &ts {<<: {spine: {ref: old_labels}}, spine: {ref: driver_labels}, features: driver_activity}\n"
+              "  - name: third_training\n    <<: *ts\n")
+    write_specs(tmp_path, {"drivers.yml": specs})
+    repo = load_repo(tmp_path)
+    view = repo.feature_views["driver_hourly_stats"]
+    assert (view.ttl, view.online, view.owner) == (86400, False, "team@example.com")
+    for name in ("other_training", "third_training"):
+        assert repo.training_sets[name].spine.ref == "driver_labels"
+        assert repo.training_sets[name].features == "driver_activity"
+    # errors still point at the line the user wrote: the mapping's own key, not the merged one
+    (tmp_path / "feature_specs" / "drivers.yml").write_text(specs.replace("    ttl: 1d\n", "    ttl: 1 day\n"))
+    with pytest.raises(FeaturehouseError) as caught:
+        load_repo(tmp_path)
+    assert str(caught.value).startswith(f"{F}:14: feature view 'driver_hourly_stats': ttl: expected a duration")
+
+
+def test_a_specs_folder_outside_the_repo(tmp_path: Path) -> None:
+    shared = write_specs(tmp_path / "shared", {"drivers.yml": BASE}) / "feature_specs"
+    root = write_specs(tmp_path / "repo", {}, f"project: test_repo\nspecs: {shared}\n")
+    repo = load_repo(root)
+    assert repo.origin("feature_views", "driver_hourly_stats").file == f"{shared.as_posix()}/drivers.yml"
+
+
+def test_a_specs_path_that_is_a_file(tmp_path: Path) -> None:
+    write_specs(tmp_path, {"drivers.yml": BASE}, "project: test_repo\nspecs: feature_specs/drivers.yml\n")
+    with pytest.raises(FeaturehouseError) as caught:
+        load_repo(tmp_path)
+    assert str(caught.value) == "featurehouse.yml: specs folder 'feature_specs/drivers.yml' is a file, not a folder"
