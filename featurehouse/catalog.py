@@ -441,6 +441,8 @@ def _views_in_schema(text: str | None) -> dict[str, dict[str, Any]]:
             if "dtype" in column_meta:
                 features[column["name"]] = {"dtype": column_meta["dtype"],
                                             "expression": column_meta.get("expression")}
+        for output, spec in (info.get("aggregations") or {}).items():
+            features[output] = {"dtype": spec.get("dtype"), "aggregation": spec.get("aggregation")}
         views[info["name"]] = {
             "entities": list(info.get("entities") or []),
             "source": info.get("source"),
@@ -529,6 +531,9 @@ def _compare_view(repo: FeatureRepo, name: str, old: dict[str, Any], new: dict[s
             add(Change(subject, "change", f"feature '{feature}' dtype {spec['dtype']} → {now['dtype']}",
                        f"'{feature}' changes type for {users or 'every reader'}; re-sync the online store "
                        "with --full-refresh after dbt run"))
+        if spec.get("aggregation") != now.get("aggregation"):
+            add(Change(subject, "change", f"feature '{feature}' aggregation {spec.get('aggregation') or '(column)'} → "
+                                          f"{now.get('aggregation') or '(column)'}: its values are recomputed"))
         if spec.get("expression") != now.get("expression"):
             add(Change(subject, "change",
                        f"feature '{feature}' expression {spec.get('expression') or '(column)'} → "

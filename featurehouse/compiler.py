@@ -368,6 +368,12 @@ def service_exposure(repo: FeatureRepo, name: str) -> dict[str, Any]:
     return exposure
 
 
+def _aggregation_meta(view: FeatureView) -> dict[str, dict[str, str]]:
+    dtypes = feature_dtypes(view)
+    return {a.output_name: {"dtype": dtypes[a.output_name], "aggregation": f"{a.function}({a.column}) over {a.window_text}"}
+            for a in view.aggregations}
+
+
 def schema_yml(repo: FeatureRepo) -> str:
     models: list[dict[str, Any]] = []
     for name in sorted(repo.feature_views):
@@ -379,7 +385,9 @@ def schema_yml(repo: FeatureRepo) -> str:
         for key in keys:
             entity = next(e for e in view.entities if key in repo.entities[e].join_keys)
             description = repo.entities[entity].description or f"Join key of entity {entity}."
-            columns.append({"name": key, "description": description, "data_tests": ["not_null"]})
+            # quoted: dbt's not_null test writes the column name as is, and a key may be
+            # a keyword (group) or need its case kept (Driver_ID)
+            columns.append({"name": key, "description": description, "quote": True, "data_tests": ["not_null"]})
         columns.append({"name": EVENT_TIMESTAMP, "description": "When the feature values were true (UTC).",
                         "data_tests": ["not_null"]})
         columns.append({"name": CREATED_TIMESTAMP,
@@ -408,6 +416,9 @@ def schema_yml(repo: FeatureRepo) -> str:
                         "ttl": format_duration(view.ttl),
                         "online": view.online,
                         "tags": dict(sorted(view.tags.items())),
+                        # the outputs are columns of online_<view> and training sets, not of this
+                        # model; kept here so that `featurehouse plan` sees them change
+                        **({"aggregations": _aggregation_meta(view)} if view.aggregations else {}),
                     },
                 },
                 **dbt_tags(view.tags),

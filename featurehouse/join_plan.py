@@ -52,7 +52,8 @@ def check_output_names(plan: JoinPlan) -> None:
     seen: dict[str, str] = {}
     for selection in plan.selections:
         for feature in selection.features:
-            name = plan.prefix(selection.view) + feature
+            # without regard to case: warehouses and DataFrames would see one column twice
+            name = (plan.prefix(selection.view) + feature).lower()
             if name in seen:
                 raise RequestError(
                     f"feature '{feature}' is requested from both '{seen[name]}' and '{selection.view.name}'; "

@@ -62,7 +62,8 @@ def _config(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
     lines = [
         "materialized='incremental'",
         "incremental_strategy='delete+insert'",
-        f"unique_key={json.dumps(repo.join_keys(view))}",
+        # quoted: dbt's delete+insert writes the keys into SQL as they are given
+        "unique_key=[" + ", ".join(f"'\"{key}\"'" for key in repo.join_keys(view)) + "]",
     ]
     if view.ttl:  # rows that aged out leave the table after each build
         lines.append(f'post_hook="{{{{ featurehouse.expire_latest_snapshot(this, ttl_seconds={view.ttl}) }}}}"')

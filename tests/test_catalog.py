@@ -334,3 +334,31 @@ feature_services:""", 1)
     assert "driver_windows:active_hours" in [f["name"] for f in json.loads(ok(repo, "list", "features", "--json"))]
     assert [m["name"] for m in json.loads(ok(repo, "search", "last", "week", "--json"))] == [
         "driver_windows:avg_daily_trips_sum_7d"]
+
+
+def test_plan_sees_aggregations_change(tmp_path: Path) -> None:
+    specs = DRIVERS.replace("feature_services:", """\
+  - name: driver_windows
+    entities: [driver]
+    source: driver_stats
+    aggregations:
+      - {column: avg_daily_trips, function: max, window: 7d, name: busiest}
+      - {column: avg_daily_trips, function: count, window: 1d, name: active_hours}
+feature_services:
+  - name: windows
+    features: [driver_windows]""", 1)
+    repo = write_repo(tmp_path / "repo", {"specs.yml": specs})
+    ok(repo, "compile")
+    edit(repo, "function: max, window: 7d", "function: min, window: 7d")
+    edit(repo, "      - {column: avg_daily_trips, function: count, window: 1d, name: active_hours}\n",
+         "      - {column: avg_daily_trips, function: sum, window: 1d}\n")
+    plan = json.loads(ok(repo, "plan", "--json"))
+    changes = [(c["action"], c["detail"], c["breaking"]) for c in plan["changes"]
+               if c["subject"] == "feature view 'driver_windows'"]
+    assert changes == [
+        ("add", "feature 'avg_daily_trips_sum_1d' (float64)", None),
+        ("change", "feature 'busiest' aggregation max(avg_daily_trips) over 7d → min(avg_daily_trips) over 7d: "
+                   "its values are recomputed", None),
+        ("remove", "feature 'active_hours' (int64)",
+         "feature service 'windows' still read the whole view and lose column 'active_hours'"),
+    ]

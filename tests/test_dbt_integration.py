@@ -64,3 +64,75 @@ def test_hand_written_point_in_time_test_passed(built: Path) -> None:
     statuses = {r["unique_id"].split(".")[-1]: r["status"] for r in results}
     assert statuses["training_set_is_point_in_time"] == "pass"
     assert not {s for s in statuses.values() if s in ("error", "fail", "warn", "skipped")}, statuses
+
+
+KEYWORD_SPECS = """\
+entities:
+  - {name: grp, join_keys: [group], value_type: int64}
+  - {name: account, join_keys: [Account_ID], value_type: string}
+sources:
+  - name: src
+    table: SCHEMA.src
+    timestamp_field: event_timestamp
+    field_mapping: {grp: group, account: Account_ID}
+    columns: [grp, account, balance]
+feature_views:
+  - name: balances
+    entities: [grp, account]
+    source: src
+    ttl: 1d
+    schema: [{name: balance, dtype: float64}]
+    online: true
+"""
+
+
+@pytest.mark.parametrize("warehouse", ["duckdb", "postgres"])
+def test_keyword_and_mixed_case_join_keys_build_test_rebuild_and_serve(tmp_path, warehouse, request):
+    """dbt's not_null test and delete+insert write key names into SQL as given: they must be quoted."""
+    from datetime import datetime, timedelta, timezone
+
+    from featurehouse.store import FeatureStore
+    from featurehouse.sync import sync
+    from repos import write_repo
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    if warehouse == "postgres":
+        import psycopg
+
+        url, schema = request.getfixturevalue("postgres_url"), request.getfixturevalue("postgres_schema")
+        root = write_repo(tmp_path / "repo", {"specs.yml": KEYWORD_SPECS.replace("SCHEMA", schema)},
+                          postgres_url=url, postgres_schema=schema, target="pg")
+
+        def execute(sql: str, *params) -> None:
+            with psycopg.connect(url, autocommit=True) as con:
+                con.execute(f'create schema if not exists "{schema}"')
+                con.execute(sql, params or None)
+    else:
+        import duckdb
+
+        root = write_repo(tmp_path / "repo", {"specs.yml": KEYWORD_SPECS.replace("SCHEMA", "main")})
+
+        def execute(sql: str, *params) -> None:
+            con = duckdb.connect(str(root / "data" / "warehouse.duckdb"))
+            try:
+                con.execute(sql.replace("%s", "?"), list(params))
+            finally:
+                con.close()
+
+    def write(balance: float, age: timedelta) -> None:
+        table = f'"{schema}".src' if warehouse == "postgres" else "main.src"
+        execute(f"drop table if exists {table}")
+        execute(f"create table {table} (grp bigint, account text, event_timestamp timestamp, balance double precision)")
+        execute(f"insert into {table} values (1, 'a', %s, %s), (2, 'B', %s, %s)", now - age, balance, now - age, balance + 1)
+
+    write(10.0, timedelta(hours=2))
+    compiled = CliRunner().invoke(main, ["--repo", str(root), "compile"])
+    assert compiled.exit_code == 0, compiled.output
+    target = "pg" if warehouse == "postgres" else None
+    run_dbt(root, "build", target=target)  # the not_null tests on "group" and "Account_ID" pass
+    write(20.0, timedelta(hours=1))
+    run_dbt(root, "build", target=target)  # the incremental online_balances: delete+insert on the keys
+    store = FeatureStore(root, target=target)
+    sync(store)
+    values = store.get_online_features(["balances:balance"], {"group": [1, 2], "Account_ID": ["a", "B"]}).to_dict()
+    assert values["balance"] == [20.0, 21.0]

@@ -467,6 +467,32 @@ feature_views:
         FeatureStore(root).get_historical_features(spine, ["other:conv_rate"], full_feature_names=True).to_df()
 
 
+def test_one_output_name_from_two_views_needs_full_feature_names(tmp_path):
+    """Names equal but for case clash too: DuckDB, Postgres and DataFrames would see one column twice."""
+    import pandas as pd
+
+    from featurehouse import FeatureStore
+    from featurehouse.errors import RequestError
+    from repos import write_repo
+
+    root = write_repo(tmp_path, {"stats.yml": """
+entities:
+  - {name: driver, join_keys: [driver_id]}
+sources:
+  - {name: stats, path: data/stats.csv, timestamp_field: event_timestamp}
+feature_views:
+  - {name: hourly, entities: [driver], source: stats, schema: [{name: conv_rate, dtype: float64}]}
+  - {name: daily, entities: [driver], source: stats, schema: [{name: Conv_Rate, dtype: float64}]}
+"""})
+    store = FeatureStore(root)
+    spine = pd.DataFrame({"driver_id": [1], EVENT: pd.to_datetime(["2024-01-02"])})
+    message = r"^feature 'Conv_Rate' is requested from both 'hourly' and 'daily'; ask for full_feature_names=True"
+    with pytest.raises(RequestError, match=message):  # checked before the warehouse is asked anything
+        store.get_historical_features(spine, ["hourly:conv_rate", "daily:Conv_Rate"])
+    with pytest.raises(RequestError, match=message):
+        store.get_online_features(["hourly:conv_rate", "daily:Conv_Rate"], [{"driver_id": 1}])
+
+
 @pytest.mark.parametrize("request_name", sorted(REQUESTS))
 def test_training_set_model_equals_the_sdk(harness, request_name):
     """The ts_<name> model dbt builds from a spine table equals the SDK's answer for it."""

@@ -3,7 +3,7 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
-    unique_key=["driver_id"],
+    unique_key=['"driver_id"'],
     post_hook="{{ featurehouse.expire_latest_snapshot(this, ttl_seconds=86400) }}"
 ) }}
 
