@@ -12,6 +12,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurehouse.entity_df import (
+    arrow_kind,
+    as_arrow,
+    check_key_kind,
+    check_timestamp_kind,
+    key_column,
+    pandas_to_arrow,
+    spine_columns,
+    spine_timestamp,
+    sql_kind,
+)
 from featurehouse.errors import RequestError, did_you_mean
 from featurehouse.specs import EVENT_TIMESTAMP
 
@@ -106,7 +117,7 @@ class RetrievalJob:
     def to_arrow(self) -> "pa.Table":
         if isinstance(self.entity_df, str):
             return self._run_sql_spine(self.entity_df)
-        spine = _as_arrow(self.entity_df)
+        spine = as_arrow(self.entity_df)
         features = self._run_table_spine()
         for name in features.column_names:
             spine = spine.append_column(name, features.column(name))
@@ -141,8 +152,8 @@ class RetrievalJob:
 
         from featurehouse.warehouse import SPINE_PLACEHOLDER
 
-        columns, kinds = _spine_columns(self.entity_df)
-        timestamp = _spine_timestamp(list(zip(columns, kinds)))
+        columns, kinds = spine_columns(self.entity_df)
+        timestamp = spine_timestamp(list(zip(columns, kinds)))
         self._check_join_keys(columns)
         self._check_clashes(columns)
         spine = self._join_input(timestamp)
@@ -175,16 +186,16 @@ class RetrievalJob:
         if isinstance(self.entity_df, pa.Table):
             table = self.entity_df.select(names)
         else:
-            table = _pandas_to_arrow(self.entity_df[names])
+            table = pandas_to_arrow(self.entity_df[names])
         dtypes = dict(self._keys())
         for i, name in enumerate(table.column_names):
             column = table.column(name)
             if name == str(timestamp):
                 if pa.types.is_null(column.type):
                     column = column.cast(pa.timestamp("us"))
-                _check_timestamp_kind(name, _arrow_kind(column.type))
+                check_timestamp_kind(name, arrow_kind(column.type))
             else:
-                column = _key_column(name, column, dtypes[name], self._entity_of(name))
+                column = key_column(name, column, dtypes[name], self._entity_of(name))
             table = table.set_column(i, name, column)
         return table
 
@@ -205,13 +216,13 @@ class RetrievalJob:
             if reserved:
                 raise RequestError(f"entity_df may not have a column named '{reserved[0]}' (names starting "
                                    "with '__fh_' are featurehouse's own)")
-            kinds = {name: _sql_kind(kind) for name, kind in described}
-            timestamp = _spine_timestamp([(n, "timestamp" if kinds[n] == "timestamp" else t) for n, t in described])
+            kinds = {name: sql_kind(kind) for name, kind in described}
+            timestamp = spine_timestamp([(n, "timestamp" if kinds[n] == "timestamp" else t) for n, t in described])
             self._check_join_keys(names)
             self._check_clashes(names)
-            _check_timestamp_kind(timestamp, kinds[timestamp])
+            check_timestamp_kind(timestamp, kinds[timestamp])
             for key, dtype in self._keys():
-                _check_key_kind(key, kinds[key], dtype, self._entity_of(key))
+                check_key_kind(key, kinds[key], dtype, self._entity_of(key))
             sql = self._render(f"({query}) as __fh_entity_sql", timestamp, names, None)
             result = self._query(warehouse, sql)
         finally:
@@ -303,86 +314,6 @@ class RetrievalJob:
                 )
 
 
-def _spine_timestamp(columns: list[tuple[Any, str]]) -> str:
-    names = [n for n, _ in columns]
-    if EVENT_TIMESTAMP in names:
-        return EVENT_TIMESTAMP
-    timestamps = [n for n, kind in columns if kind == "timestamp"]
-    if len(timestamps) == 1:
-        return timestamps[0]
-    if not timestamps:
-        raise RequestError(
-            f"entity_df needs a timestamp column, '{EVENT_TIMESTAMP}' or any single timestamp column; "
-            f"it has {', '.join(map(str, names)) or 'no columns'}"
-        )
-    raise RequestError(
-        f"entity_df has several timestamp columns ({', '.join(map(str, timestamps))}); name the one to join on "
-        f"'{EVENT_TIMESTAMP}'"
-    )
-
-
-def _spine_columns(entity_df: Any) -> tuple[list[Any], list[str]]:
-    """The entity_df's column names and their kinds (see _arrow_kind), without converting its data."""
-    import pyarrow as pa
-
-    if isinstance(entity_df, pa.Table):
-        return entity_df.column_names, [_arrow_kind(f.type) for f in entity_df.schema]
-    _as_arrow_input(entity_df)
-    import pandas as pd
-
-    _check_unique_columns(entity_df)
-    kinds = []
-    for name in entity_df.columns:
-        series = entity_df[name]
-        timestamp = pd.api.types.is_datetime64_any_dtype(series.dtype) or (
-            series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in ("datetime", "date")
-        )
-        kinds.append("timestamp" if timestamp else str(series.dtype))
-    return list(entity_df.columns), kinds
-
-
-def _check_unique_columns(frame: "pd.DataFrame") -> None:
-    duplicated = frame.columns[frame.columns.duplicated()]
-    if len(duplicated):
-        raise RequestError(f"entity_df has more than one column named '{duplicated[0]}'")
-
-
-def _as_arrow_input(entity_df: Any) -> None:
-    """Reject what is neither a DataFrame nor an Arrow table (SQL strings are handled apart)."""
-    import pyarrow as pa
-
-    if isinstance(entity_df, pa.Table):
-        return
-    import pandas as pd
-
-    if not isinstance(entity_df, pd.DataFrame):
-        raise RequestError(
-            "entity_df must be a pandas DataFrame, a pyarrow Table or a SQL query string, "
-            f"not {type(entity_df).__name__}"
-        )
-
-
-def _as_arrow(entity_df: Any) -> "pa.Table":
-    import pyarrow as pa
-
-    _as_arrow_input(entity_df)
-    if isinstance(entity_df, pa.Table):
-        return entity_df
-    _check_unique_columns(entity_df)
-    return _pandas_to_arrow(entity_df)
-
-
-def _pandas_to_arrow(frame: "pd.DataFrame") -> "pa.Table":
-    import pyarrow as pa
-
-    try:
-        return pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
-        # pyarrow says what and where in two parts: "Could not convert 'a' ...", "Conversion failed for column x ..."
-        reason = "; ".join(str(part) for part in error.args) if error.args else type(error).__name__
-        raise RequestError(f"entity_df cannot be converted to Arrow: {reason}") from None
-
-
 def _features_to_pandas(table: "pa.Table") -> "pd.DataFrame":
     """Feature columns as pandas, with nullable integer and boolean dtypes (NULLs stay NULL)."""
     import pandas as pd
@@ -390,92 +321,6 @@ def _features_to_pandas(table: "pa.Table") -> "pd.DataFrame":
 
     nullable = {pa.int32(): pd.Int32Dtype(), pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     return table.to_pandas(types_mapper=nullable.get)
-
-
-# ---- join key and timestamp types ------------------------------------------------------------
-_KEY_KINDS = {
-    "int32": ("integer", "float"), "int64": ("integer", "float"),
-    "float32": ("integer", "float"), "float64": ("integer", "float"),
-    "string": ("string",), "bytes": ("bytes",), "bool": ("bool",), "timestamp": ("timestamp",),
-}
-
-
-def _arrow_kind(arrow_type: "pa.DataType") -> str:
-    """integer, float, string, bytes, bool, timestamp (dates included), null, or the type's name."""
-    import pyarrow as pa
-
-    if pa.types.is_dictionary(arrow_type):
-        return _arrow_kind(arrow_type.value_type)
-    checks = [
-        ("integer", pa.types.is_integer), ("float", pa.types.is_floating), ("float", pa.types.is_decimal),
-        ("string", pa.types.is_string), ("string", pa.types.is_large_string), ("bytes", pa.types.is_binary),
-        ("bytes", pa.types.is_large_binary), ("bool", pa.types.is_boolean), ("timestamp", pa.types.is_timestamp),
-        ("timestamp", pa.types.is_date), ("null", pa.types.is_null),
-    ]
-    for kind, check in checks:
-        if check(arrow_type):
-            return kind
-    return str(arrow_type)
-
-
-def _sql_kind(sql_type: str) -> str:
-    """The kind (as _arrow_kind) of a DuckDB or Postgres column type name."""
-    text = sql_type.lower()
-    if text.endswith("[]") or text.startswith(("interval", "struct", "map", "union")):
-        return text
-    if "timestamp" in text or text == "date":
-        return "timestamp"
-    if any(word in text for word in ("char", "text", "string")):
-        return "string"
-    if text in ("blob", "bytea") or "binary" in text:
-        return "bytes"
-    if text.startswith("bool"):
-        return "bool"
-    if "int" in text:
-        return "integer"
-    if any(word in text for word in ("double", "real", "float", "numeric", "decimal")):
-        return "float"
-    if text == '"null"' or text == "null":
-        return "null"
-    return text
-
-
-def _check_timestamp_kind(name: Any, kind: str) -> None:
-    if kind not in ("timestamp", "null"):
-        raise RequestError(
-            f"entity_df column '{name}' holds {kind} values, not timestamps; convert it first "
-            f"(pandas: pd.to_datetime(df['{name}'], utc=True); SQL: cast(... as timestamp))"
-        )
-
-
-def _check_key_kind(key: str, kind: str, dtype: str, entity: str) -> None:
-    allowed = _KEY_KINDS.get(dtype)
-    if allowed is not None and kind != "null" and kind not in allowed:
-        raise RequestError(
-            f"entity_df column '{key}' holds {kind} values, but entity '{entity}' has {dtype} join keys; "
-            "convert the column to match"
-        )
-
-
-def _key_column(key: str, column: "pa.ChunkedArray", dtype: str, entity: str) -> "pa.ChunkedArray":
-    """``column`` as the entity's key type; values that do not convert exactly are an error."""
-    import pyarrow as pa
-
-    from featurehouse.types import arrow_type
-
-    _check_key_kind(key, _arrow_kind(column.type), dtype, entity)
-    if dtype not in _KEY_KINDS or dtype == "timestamp":
-        return column  # the warehouse compares timestamps by instant whatever their unit or zone
-    target = arrow_type(dtype)
-    if column.type == target:
-        return column
-    try:
-        return column.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise RequestError(
-            f"entity_df column '{key}' has values that are not {dtype} join keys of entity '{entity}': "
-            f"{str(error).splitlines()[0]}"
-        ) from None
 
 
 def _feature_arrow_types(plan: Any, repo: "FeatureRepo") -> dict[str, "pa.DataType"]:
