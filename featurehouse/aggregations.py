@@ -9,6 +9,7 @@ README, "Window aggregations"). This module registers that generator in ``compil
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import NoReturn
 
@@ -19,6 +20,9 @@ from featurehouse.specs import Aggregation, FeatureView
 
 # count is a number of values; every other function is computed in double precision
 _OUTPUT_DTYPES = {"count": "int64"}
+# DuckDB types the window macros can cast to a number (booleans count as 0/1)
+_NUMERIC_TYPE_PREFIXES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                          "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "REAL", "DOUBLE", "DECIMAL", "BOOLEAN")
 
 
 def output_dtype(aggregation: Aggregation) -> str:
@@ -68,6 +72,23 @@ def _validate_view(repo: FeatureRepo, view: FeatureView) -> None:
             fail(("aggregations", index, "column"),
                  f"aggregation '{aggregation.output_name}': unknown column '{aggregation.column}' "
                  f"in source '{view.source}'{hint}")
+    types = _file_column_types(repo, view)
+    for index, aggregation in enumerate(view.aggregations):
+        column_type = types.get(aggregation.column, "")
+        numeric = column_type.startswith(_NUMERIC_TYPE_PREFIXES) and not column_type.endswith("]")  # not a list
+        if aggregation.function == "count" or not column_type or numeric:
+            continue
+        path = repo.sources[view.source].path
+        if column_type == "VARCHAR":
+            # a CSV column read as text only fails on a value that is not a number (an
+            # empty column reads as VARCHAR and casts fine)
+            value = _first_non_number(str(repo.root / path), _source_column(repo, view, aggregation.column))
+            if value is None:
+                continue
+            column_type = f"VARCHAR (it holds {value[:40]!r})"
+        fail(("aggregations", index, "function"),
+             f"aggregation '{aggregation.output_name}': {aggregation.function} needs a numeric column, but "
+             f"'{aggregation.column}' is {column_type} in {path}; only count works on any column")
 
 
 def _checkable_source_columns(repo: FeatureRepo, view: FeatureView) -> set[str] | None:
@@ -89,6 +110,52 @@ def _checkable_source_columns(repo: FeatureRepo, view: FeatureView) -> set[str] 
         return None
     # aggregation columns name features: a mapped source column is known by its feature name
     return {source.field_mapping.get(column, column) for column in found}
+
+
+def _file_column_types(repo: FeatureRepo, view: FeatureView) -> dict[str, str]:
+    """Feature-side column name -> DuckDB type of a file source; empty when unknown (not a file, not there)."""
+    source = repo.sources[view.source]
+    if source.path is None:
+        return {}
+    full = repo.root / source.path
+    stat = full.stat() if full.is_file() else None
+    if stat is None and not any(mark in source.path for mark in "*?["):
+        return {}  # not there yet: the compiler says so when it matters
+    types = _file_column_types_cached(str(full), stat.st_mtime_ns if stat else 0)
+    return {source.field_mapping.get(column, column): dtype for column, dtype in types.items()}
+
+
+def _source_column(repo: FeatureRepo, view: FeatureView, name: str) -> str:
+    reverse = {feature: column for column, feature in repo.sources[view.source].field_mapping.items()}
+    return reverse.get(name, name)
+
+
+def _query_file(path: str, sql: str) -> list[tuple] | None:
+    """Run ``sql`` with ``{file}`` standing for the file (DuckDB reader); None when it cannot be read."""
+    import duckdb
+
+    reader = "read_csv" if path.lower().endswith((".csv", ".csv.gz", ".tsv")) else "read_parquet"
+    con = duckdb.connect()
+    try:
+        return con.execute(sql.format(file=f"{reader}(?)"), [path]).fetchall()
+    except duckdb.Error:
+        return None  # unreadable: the compiler reports the file itself
+    finally:
+        con.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _file_column_types_cached(path: str, _mtime_ns: int) -> dict[str, str]:
+    rows = _query_file(path, "DESCRIBE SELECT * FROM {file}")
+    return {row[0]: str(row[1]).upper() for row in rows or []}
+
+
+def _first_non_number(path: str, column: str) -> str | None:
+    """A value of a text column that does not cast to a number, among the file's first 100k rows."""
+    quoted = '"' + column.replace('"', '""') + '"'
+    rows = _query_file(path, f"SELECT {quoted} FROM (SELECT {quoted} FROM {{file}} LIMIT 100000) "
+                             f"WHERE {quoted} IS NOT NULL AND TRY_CAST({quoted} AS DOUBLE) IS NULL LIMIT 1")
+    return str(rows[0][0]) if rows else None
 
 
 # ---- the macro argument -------------------------------------------------------------------------

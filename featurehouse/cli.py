@@ -29,6 +29,19 @@ class FeaturehouseGroup(click.Group):
         except KeyboardInterrupt:
             click.secho("Interrupted.", fg="red", err=True)
             sys.exit(130)
+        except ModuleNotFoundError as error:
+            # `pip install featurehouse` leaves out the extras: Postgres, Redis, the server
+            extra = _EXTRAS.get((error.name or "").split(".")[0])
+            if extra is None or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            click.secho(f"Error: this needs the Python package {error.name.split('.')[0]}, which is not installed; "
+                        f"pip install 'featurehouse[{extra}]'", fg="red", err=True)
+            sys.exit(1)
+
+
+# the optional dependencies' import names -> the pyproject extra that installs them
+_EXTRAS = {"psycopg": "postgres", "redis": "redis", "hiredis": "redis",
+           "fastapi": "server", "uvicorn": "server", "orjson": "server"}
 
 
 @click.group(cls=FeaturehouseGroup)
@@ -72,13 +85,18 @@ def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
     from featurehouse.errors import CompileError, ConfigError
 
     repo = load_repo_from(ctx)
+    _check_models_dir_is_built(repo.root, repo.config.models_dir)
     if dialect is None:
         try:
             dialect = load_target(repo.root, ctx.obj["target"], ctx.obj["profiles_dir"]).dialect
-        except ConfigError:
+        except ConfigError as error:
             if ctx.obj["target"] or ctx.obj["profiles_dir"]:
                 raise  # a target asked for by name must exist: compiling for another would mislead
-            dialect = "duckdb"  # no profile yet: DuckDB is the embedded default
+            if (repo.root / "dbt_project.yml").is_file():
+                # a dbt project whose profile is not found here (CI, DBT_PROFILES_DIR unset): DuckDB
+                # models would silently replace, or be checked against, the warehouse's own
+                raise ConfigError(f"{error}; or name the SQL dialect to compile for, e.g. --dialect postgres") from None
+            dialect = "duckdb"  # specs without a dbt project yet: DuckDB is the embedded default
     try:
         Dialect.get_or_raise(dialect)
     except ValueError as error:  # sqlglot: "Unknown dialect 'x'. Did you mean y?"
@@ -103,6 +121,31 @@ def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
         f"for {dialect}: {len(result.written)} written, {len(result.removed)} removed, "
         f"{len(result.unchanged)} unchanged in {repo.config.models_dir}."
     )
+
+
+def _check_models_dir_is_built(root: Path, models_dir: str) -> None:
+    """Stop when dbt would not see the generated models: `dbt build` would then skip every feature view."""
+    import yaml
+
+    from featurehouse.errors import ConfigError
+
+    project_file = root / "dbt_project.yml"
+    if not project_file.is_file():
+        return
+    try:
+        project = yaml.safe_load(project_file.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return  # dbt itself will say what is wrong with it
+    paths = (project.get("model-paths") if isinstance(project, dict) else None) or ["models"]
+    if not isinstance(paths, list) or any("{{" in str(path) for path in paths):
+        return  # rendered by dbt (e.g. per target): cannot be told here
+    target = (root / models_dir).resolve()
+    if not any(target.is_relative_to((root / str(path)).resolve()) for path in paths):
+        raise ConfigError(
+            f"featurehouse.yml: models_dir '{models_dir}' is not under the model-paths of dbt_project.yml "
+            f"({', '.join(map(str, paths))}), so dbt would not build the feature views; set models_dir: "
+            f"{Path(str(paths[0]), 'featurehouse').as_posix()}"
+        )
 
 
 @main.command("example-data")

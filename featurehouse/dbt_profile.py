@@ -53,8 +53,13 @@ def _env_var(name: str, default: str | None = None) -> str:
     raise ConfigError(f"profiles.yml uses env_var('{name}'), but the environment variable {name} is not set")
 
 
+# dbt's type filters (`port: "{{ env_var('PGPORT') | as_number }}"`): they ask for the rendered
+# text to be read as a YAML value instead of kept as a string
+_NATIVE_FILTERS = ("as_number", "as_bool", "as_native")
+
+
 def _render(value: Any) -> Any:
-    """Render dbt's Jinja in profile values (env_var, plain expressions)."""
+    """Render dbt's Jinja in profile values (env_var, dbt's as_* filters, plain expressions)."""
     if isinstance(value, dict):
         return {k: _render(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -62,9 +67,15 @@ def _render(value: Any) -> Any:
     if isinstance(value, str) and "{{" in value:
         import jinja2
 
-        rendered = jinja2.Environment().from_string(value).render(env_var=_env_var)
+        environment = jinja2.Environment()
+        environment.filters.update({name: lambda v: v for name in (*_NATIVE_FILTERS, "as_text")})
         try:
-            return yaml.safe_load(rendered) if rendered.strip().isdigit() else rendered
+            rendered = environment.from_string(value).render(env_var=_env_var)
+        except jinja2.TemplateError as error:
+            raise ConfigError(f"profiles.yml: cannot render {value!r}: {error}") from None
+        native = rendered.strip().isdigit() or any(name in value for name in _NATIVE_FILTERS)
+        try:
+            return yaml.safe_load(rendered) if native else rendered
         except yaml.YAMLError:
             return rendered
     return value

@@ -181,6 +181,7 @@ class RetrievalJob:
         implicit cast.
         """
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         names = list(dict.fromkeys([*(key for key, _ in self._keys()), timestamp]))
         if isinstance(self.entity_df, pa.Table):
@@ -194,6 +195,10 @@ class RetrievalJob:
                 if pa.types.is_null(column.type):
                     column = column.cast(pa.timestamp("us"))
                 check_timestamp_kind(name, arrow_kind(column.type))
+                if pa.types.is_timestamp(column.type) and column.type.unit == "ns":
+                    # warehouses keep microseconds, and DuckDB truncates nanoseconds where
+                    # Postgres rounds them: floor here so that both join at the same instant
+                    column = pc.floor_temporal(column, unit="microsecond").cast(pa.timestamp("us", tz=column.type.tz))
             else:
                 column = key_column(name, column, dtypes[name], self._entity_of(name))
             table = table.set_column(i, name, column)

@@ -27,10 +27,15 @@ class Warehouse:
 
     dialect: str
     target: DbtTarget
+    location: str = ""  # the database itself: a DuckDB file, a Postgres host and database
 
     def relation(self, model: str) -> str:
         """The quoted, schema-qualified name dbt gives ``model`` in this target."""
         return f'"{self.target.schema}"."{model}"'
+
+    def origin(self, model: str) -> str:
+        """Where ``model``'s table lives, whatever the target is called: its database and relation."""
+        return f"{self.location} {self.relation(model)}"
 
     def arrow(self, sql: str) -> "pa.Table":  # pragma: no cover - interface
         raise NotImplementedError
@@ -66,6 +71,7 @@ class DuckDBWarehouse(Warehouse):
         path = str(target.config.get("path", ":memory:"))
         if path != ":memory:" and not Path(path).is_absolute():
             path = str(root / path)
+        self.location = f"duckdb:{path}"
         if path != ":memory:" and not Path(path).exists():
             raise WarehouseError(
                 f"the DuckDB warehouse {path} does not exist yet; run 'dbt build' first"
@@ -180,9 +186,19 @@ class PostgresWarehouse(Warehouse):
     dialect = "postgres"
 
     def __init__(self, target: DbtTarget):
-        import psycopg
+        try:
+            import psycopg
+        except ImportError:
+            # dbt-postgres brings psycopg2; featurehouse reads with psycopg 3
+            raise WarehouseError(
+                f"the dbt target '{target.target_name}' is Postgres, which featurehouse reads with psycopg 3: "
+                "pip install 'featurehouse[postgres]'"
+            ) from None
 
         self.target = target
+        config = target.config
+        database = config.get("dbname") or config.get("database", "")
+        self.location = f"postgres:{config.get('host', 'localhost')}:{config.get('port', 5432)}/{database}"
         try:
             self._con = psycopg.connect(postgres_conninfo(target.config), autocommit=True)
         except psycopg.Error as error:

@@ -26,6 +26,7 @@
   then ROWS frames (see duckdb__window_aggregation).
 -#}
 {% macro window_aggregation(spine, events, join_keys, aggregations, time_column='__fh_ts', row_column='__fh_row') -%}
+  {%- do featurehouse._check_aggregated_columns(events, aggregations) -%}
   {{ return(adapter.dispatch('window_aggregation', 'featurehouse')(spine, events, join_keys, aggregations, time_column, row_column)) }}
 {%- endmacro %}
 
@@ -262,4 +263,56 @@ where __fh_kind = 1
 {%- endfor -%}
 {{ return({'numeric': numeric, 'values': values,
            'functions': {'sum': 'sum', 'count': 'count', 'mean': 'avg', 'min': 'min', 'max': 'max', 'stddev': 'stddev_samp'}}) }}
+{%- endmacro %}
+
+
+{#- A function other than count over a text column would fail deep inside the query
+    ("could not convert string ... to double"), naming neither the aggregation nor the fix.
+    The compiler checks file sources; a table's types are only known in the warehouse. A text
+    column only fails on a value that is not a number, so one that holds none (all NULL, as
+    an empty CSV column reads) still passes. Only a relation can be inspected (the snapshot
+    passes a CTE and checks its model before), and only while dbt builds a model: the SDK
+    renders with `dbt compile --inline` while it may hold the DuckDB file open, and a second
+    connection to it would fail. -#}
+{% macro _check_aggregated_columns(relation, aggregations) -%}
+{%- if execute and relation is not string and model is defined and model.resource_type == 'model' -%}
+  {%- set columns = {} -%}
+  {%- for column in adapter.get_columns_in_relation(relation) %}{% do columns.update({column.name | lower: column}) %}{% endfor -%}
+  {%- for agg in aggregations if agg.function != 'count' -%}
+    {%- set column = columns.get(agg.column | lower) -%}
+    {%- if column is not none and column.is_string() -%}
+      {%- set quoted = adapter.quote(column.name) -%}
+      {%- set found = run_query("select " ~ quoted ~ " from " ~ relation ~ " where "
+                                ~ featurehouse._not_a_number(quoted) ~ " limit 1") -%}
+      {%- if found.rows | length > 0 -%}
+        {%- do exceptions.raise_compiler_error(
+            "aggregation '" ~ agg.name ~ "' of " ~ relation.identifier ~ ": " ~ agg.function
+            ~ " needs a numeric column, but '" ~ agg.column ~ "' is " ~ column.dtype ~ " (it holds '"
+            ~ (found.rows[0][0] | string)[:40] ~ "'); only count works on any column (cast it in the source)") -%}
+      {%- endif -%}
+    {%- endif -%}
+  {%- endfor -%}
+{%- endif -%}
+{%- endmacro %}
+
+
+{#- SQL true for a text value the window macros could not cast to a number. -#}
+{% macro _not_a_number(column) -%}
+  {{ return(adapter.dispatch('_not_a_number', 'featurehouse')(column)) }}
+{%- endmacro %}
+
+{% macro default___not_a_number(column) -%}
+  {{ return(column ~ " is not null") }}
+{%- endmacro %}
+
+{#- https://duckdb.org/docs/stable/sql/expressions/cast#try_cast -#}
+{% macro duckdb___not_a_number(column) -%}
+  {{ return(column ~ " is not null and try_cast(" ~ column ~ " as double) is null") }}
+{%- endmacro %}
+
+{#- numeric's input syntax: https://www.postgresql.org/docs/15/datatype-numeric.html -#}
+{% macro postgres___not_a_number(column) -%}
+  {{ return(column ~ " is not null and " ~ column
+            ~ " !~* '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)(e[-+]?[0-9]+)?\\s*$'"
+            ~ " and lower(trim(" ~ column ~ ")) not in ('nan', 'infinity', '+infinity', '-infinity', 'inf', '+inf', '-inf')") }}
 {%- endmacro %}

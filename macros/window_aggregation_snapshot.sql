@@ -22,6 +22,7 @@
   row would be recomputed and rewritten anyway. docs/decisions/0006.
 -#}
 {% macro window_aggregation_snapshot(relation, join_keys, aggregations, as_of=none) -%}
+  {%- do featurehouse._check_aggregated_columns(relation, aggregations) -%}
   {{ return(adapter.dispatch('window_aggregation_snapshot', 'featurehouse')(relation, join_keys, aggregations, as_of)) }}
 {%- endmacro %}
 

@@ -531,3 +531,80 @@ def test_compiled_models(tmp_path: Path) -> None:
     assert "featurehouse.window_aggregation_snapshot(" in files["online_card_tx.sql"]
     assert "'function': 'count', 'window_seconds': 3600" in files["online_card_tx.sql"]
     assert '"amount"' in files["fv_card_tx.sql"]
+
+
+def test_a_function_other_than_count_on_a_text_column_of_a_file_is_a_spec_error(tmp_path: Path) -> None:
+    from featurehouse import compiler
+    from featurehouse.errors import SpecError
+    from featurehouse.repo import load_repo
+
+    write_repo(tmp_path, {"specs.yml": """\
+entities:
+  - {name: card, join_keys: [card_id]}
+sources:
+  - {name: tx, path: data/tx.csv, timestamp_field: ts}
+feature_views:
+  - name: card_tx
+    entities: [card]
+    source: tx
+    aggregations:
+      - {column: discount, function: sum, window: 1d}
+      - {column: merchant, function: count, window: 1d}
+      - {column: merchant, function: max, window: 1d}
+"""})
+    # discount is empty, so DuckDB reads it as VARCHAR: that casts fine and is no error
+    (tmp_path / "data" / "tx.csv").write_text("card_id,ts,discount,merchant\n1,2024-01-01 00:00:00,,shop\n")
+    with pytest.raises(SpecError) as error:
+        compiler.compile_repo(load_repo(tmp_path), "duckdb")
+    assert error.value.line == 12
+    assert ("'merchant_max_1d': max needs a numeric column, but 'merchant' is VARCHAR (it holds 'shop') "
+            "in data/tx.csv") in str(error.value)
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"])
+def test_a_function_other_than_count_on_a_text_column_of_a_table_stops_dbt_naming_the_aggregation(
+    tmp_path: Path, engine: str, request
+) -> None:
+    """A table's types are unknown at compile time: dbt says which aggregation is wrong, not "could not convert"."""
+    from featurehouse import compiler
+    from featurehouse.repo import load_repo
+
+    postgres_url = request.getfixturevalue("postgres_url") if engine == "postgres" else None
+    schema = "main" if engine == "duckdb" else f"fh_agg_{uuid.uuid4().hex[:10]}"
+    root = write_repo(tmp_path, {"specs.yml": f"""\
+entities:
+  - {{name: card, join_keys: [card_id]}}
+sources:
+  - {{name: tx, table: "{schema}.raw_tx", timestamp_field: ts}}
+feature_views:
+  - name: card_tx
+    entities: [card]
+    source: tx
+    aggregations:
+      - {{column: merchant, function: count, window: 1d}}
+      - {{column: merchant, function: sum, window: 1d}}
+    online: true
+  - name: card_notes
+    entities: [card]
+    source: tx
+    aggregations:
+      - {{column: note, function: sum, window: 1d}}
+    online: true
+training_sets:
+  - {{name: tx_training, spine: {{table: "{schema}.raw_tx"}}, features: [card_tx:merchant_sum_1d]}}
+"""}, postgres_url=postgres_url, postgres_schema=schema)
+    built = Built(engine, root, postgres_url, schema)
+    try:
+        built.execute(*([] if engine == "duckdb" else [f'create schema "{schema}"']),
+                      f"create table {built.table('raw_tx')} (card_id bigint, ts timestamp, merchant text, note text)",
+                      rows={"raw_tx": [(1, BASE, "shop", None)]})
+        compiler.write(root / "models" / "featurehouse", compiler.compile_repo(load_repo(root), engine))
+        for model in ("online_card_tx", "ts_tx_training"):
+            with pytest.raises(AssertionError, match="aggregation 'merchant_sum_1d' of fv_card_tx: sum needs a numeric "
+                                                     "column, but 'merchant' is (VARCHAR|text) \\(it holds 'shop'\\); "
+                                                     "only count works"):
+                built.dbt("build", "--select", f"+{model}")
+        built.dbt("build", "--select", "+online_card_notes")  # a text column with no value is no error
+    finally:
+        if postgres_url:
+            drop_postgres_schema(postgres_url, schema)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from featurehouse.cli import main
@@ -102,3 +103,54 @@ def test_cli_starts_without_heavy_imports() -> None:
             "print(sorted(heavy & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_compile_in_a_dbt_project_without_a_profile_does_not_fall_back_to_duckdb(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI without profiles.yml: checking (or rewriting) a Postgres project's models as DuckDB would mislead
+    root = write_repo(tmp_path / "repo", {"stats.yml": SPEC}, postgres_url="postgresql://postgres@127.0.0.1:5432/test",
+                      target="pg")
+    assert CliRunner().invoke(main, ["--repo", str(root), "compile"]).exit_code == 0
+    (root / "profiles.yml").rename(tmp_path / "profiles.yml")
+    monkeypatch.delenv("DBT_PROFILES_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    model = root / "models" / "featurehouse" / "fv_driver_stats.sql"
+    before = model.read_text()
+    for args in (["compile"], ["compile", "--check"]):
+        result = CliRunner().invoke(main, ["--repo", str(root), *args])
+        assert result.exit_code == 1
+        assert result.output.startswith("Error: no profiles.yml found")
+        assert result.output.endswith("; or name the SQL dialect to compile for, e.g. --dialect postgres\n")
+    assert model.read_text() == before
+    assert CliRunner().invoke(main, ["--repo", str(root), "compile", "--check", "--dialect", "postgres"]).exit_code == 0
+    # the profile found through DBT_PROFILES_DIR, as dbt finds it
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path))
+    assert CliRunner().invoke(main, ["--repo", str(root), "compile", "--check"]).exit_code == 0
+
+
+def test_compile_refuses_a_models_dir_that_dbt_does_not_build(tmp_path: Path) -> None:
+    # an existing project whose models live elsewhere: dbt build would silently skip models/featurehouse
+    root = write_repo(tmp_path, {"stats.yml": SPEC})
+    project = root / "dbt_project.yml"
+    project.write_text(project.read_text().replace('model-paths: ["models"]', 'model-paths: ["transform"]'))
+    result = CliRunner().invoke(main, ["--repo", str(root), "compile"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: featurehouse.yml: models_dir 'models/featurehouse' is not under the model-paths of dbt_project.yml "
+        "(transform), so dbt would not build the feature views; set models_dir: transform/featurehouse\n")
+    assert not (root / "models" / "featurehouse").exists()
+    config = root / "featurehouse.yml"
+    config.write_text(config.read_text() + "models_dir: transform/featurehouse\n")
+    assert CliRunner().invoke(main, ["--repo", str(root), "compile"]).exit_code == 0
+    assert (root / "transform" / "featurehouse" / "fv_driver_stats.sql").is_file()
+
+
+def test_a_missing_optional_dependency_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `pip install featurehouse` without [postgres] / [server]: one line saying what to install
+    root = write_repo(tmp_path, {"stats.yml": SPEC})
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    monkeypatch.delitem(sys.modules, "featurehouse.server", raising=False)
+    result = CliRunner().invoke(main, ["--repo", str(root), "serve"])
+    assert result.exit_code == 1
+    assert result.output == ("Error: this needs the Python package fastapi, which is not installed; "
+                             "pip install 'featurehouse[server]'\n")

@@ -242,3 +242,24 @@ def test_check_compares_at_the_as_of_time_and_finds_a_tampered_value(built, kind
         result = CliRunner().invoke(main, ["--repo", str(root), "check", "--views", "card_activity"])
         set_store(root, sqlite_store())
     assert result.exit_code == 0 and "0 difference(s)" in result.output, result.output
+
+
+def test_check_of_a_snapshot_older_than_its_ttl_reports_staleness_not_skew(tmp_path):
+    """Synced long after the as-of time, a view with a ttl serves OUTSIDE_MAX_AGE: that is the
+    ttl at work, and training data at the as-of time still equals what the store holds."""
+    from featurehouse import compiler
+    from featurehouse.repo import load_repo
+
+    root = tmp_path / "repo"
+    write_repo(root, {"specs.yml": SPECS["specs.yml"].replace("    source: tx\n", "    source: tx\n    ttl: 1d\n")})
+    _write_data(root)
+    compiler.write(root / "models" / "featurehouse", compiler.compile_repo(load_repo(root), "duckdb"))
+    run_dbt(root, "build", "--quiet", "--vars", "{featurehouse_as_of: '2026-03-01T12:00:00'}")
+    store = FeatureStore(root)
+    sync(store)
+    assert set(online_values(store, ["card_activity:amount_sum_1d"], {"card_id": [1]}).statuses["amount_sum_1d"]) == {
+        "OUTSIDE_MAX_AGE"}
+    result = audit(store, ["card_activity"])
+    assert result.differences == []
+    [summary] = result.summaries
+    assert "the snapshot was already older than the ttl when synced, so reads give OUTSIDE_MAX_AGE" in summary

@@ -190,6 +190,18 @@ def test_row_exactly_at_t_counts_and_a_later_one_does_not(harness):
     assert got == [{"f_int": 2}, {"f_int": 1}]
 
 
+def test_nanosecond_spine_times_are_floored_to_microseconds(harness):
+    """Warehouses keep microseconds; DuckDB truncated nanoseconds where Postgres rounded them."""
+    import pandas as pd
+
+    harness.load({"drv": [drv(1, T, 2), drv(1, T + MICROSECOND, 3)]})
+    for zone in (None, "Europe/Amsterdam"):
+        moment = pd.Timestamp(T, tz="UTC").tz_convert(zone) if zone else pd.Timestamp(T)
+        frame = pd.DataFrame({"driver_id": [1], "customer_id": [10], EVENT: [moment + pd.Timedelta(nanoseconds=999)]})
+        result = harness.historical(frame, (("drv:f_int",), False))
+        assert result.column("f_int").to_pylist() == [2], zone
+
+
 def test_ttl_bounds_are_inclusive(harness):
     # drv has ttl 1h: a row exactly 1 h old counts, one a microsecond older does not
     rows = {"drv": [drv(1, T - HOUR, 7), drv(2, T - HOUR - MICROSECOND, 8)]}

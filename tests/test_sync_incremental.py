@@ -280,3 +280,82 @@ def test_a_changed_view_or_an_older_state_format_is_rebuilt_whole(tmp_path, monk
     finally:
         drop_store("postgres", postgres_url, names["postgres"])
         drop_store("redis", redis_url, names["redis"])
+
+
+def test_a_store_synced_from_another_target_is_rebuilt_from_this_one(tmp_path):
+    """dev and ci builds synced into one store: each sync must leave exactly its own target's values,
+    not trust a watermark or fingerprints that came from the other warehouse."""
+    from repos import run_dbt
+
+    root = tmp_path / "repo"
+    now = utc_hour()
+    build_repo(root, range(1, 11), sqlite_store(), now)  # target dev: data/warehouse.duckdb
+    profiles = root / "profiles.yml"
+    profiles.write_text(profiles.read_text() + "    ci:\n      type: duckdb\n      path: data/ci.duckdb\n      threads: 1\n")
+    write_data(root, stats_rows(range(1, 11), now, seed=7), pairs_rows(range(1, 11), now))
+    run_dbt(root, "build", "--quiet", target="ci")
+    dev, ci = FeatureStore(root), FeatureStore(root, target="ci")
+    drivers = {"driver_id": [d for d in range(1, 11) if d != 9]}  # 9 expired
+    at = now + timedelta(minutes=30)
+    assert training_values(dev, STATS, drivers, at) != training_values(ci, STATS, drivers, at)
+    for store in (dev, ci, dev, ci):
+        report = _stats_report(sync(store))
+        assert report.full_refresh, report
+        assert online_values(store, STATS, drivers, at).values == {
+            "driver_id": drivers["driver_id"], **training_values(store, STATS, drivers, at)}
+    assert not _stats_report(sync(ci)).full_refresh  # the same target again: incremental
+
+
+def test_incremental_sync_of_a_wide_view(tmp_path, postgres_url, redis_url):
+    """A view with many features: the conditional upsert's tie-break must not grow the SQL's
+    nesting with the feature count (SQLite's parser overflowed at about a dozen)."""
+    import pyarrow.parquet as pq
+
+    from repos import write_repo
+
+    width = 60
+    features = [f"f{i:02d}" for i in range(width)]
+    specs = {"specs.yml": (
+        "entities:\n  - {name: driver, join_keys: [driver_id]}\n"
+        "sources:\n  - {name: src, path: data/wide.parquet, timestamp_field: event_timestamp, "
+        "created_timestamp_column: created}\n"
+        "feature_views:\n  - name: wide\n    entities: [driver]\n    source: src\n    online: true\n    schema:\n"
+        + "".join(f"      - {{name: {f}, dtype: float64}}\n" for f in features))}
+    root = write_repo(tmp_path / "repo", specs)
+    now = utc_hour()
+
+    def write(rows):
+        pq.write_table(pa.Table.from_pylist(rows), root / "data" / "wide.parquet")
+
+    def row(driver, hours_ago, value, created=5):
+        moment = now - timedelta(hours=hours_ago)
+        return {"driver_id": driver, "event_timestamp": moment, "created": moment + timedelta(minutes=created),
+                **{f: value + i for i, f in enumerate(features)}}
+
+    rows = [row(d, 2, float(d)) for d in range(1, 6)]
+    write(rows)
+    rebuild(root)
+    names = {"postgres": unique("fh_wide"), "redis": unique("fhwide")}
+    configs = {"sqlite": sqlite_store(), "postgres": postgres_store(postgres_url, names["postgres"]),
+               "redis": redis_store(redis_url, names["redis"])}
+    refs = [f"wide:{f}" for f in features]
+    try:
+        for kind in KINDS:
+            set_store(root, configs[kind])
+            sync(FeatureStore(root))
+        newer = row(1, 1, 100.0)  # a newer row
+        tie = dict(rows[1], **{features[-1]: 1e9})  # a full tie but for the last feature, which is greater
+        write(rows + [newer, tie])
+        rebuild(root)
+        for kind in KINDS:
+            set_store(root, configs[kind])
+            store = FeatureStore(root)
+            report = sync(store)
+            assert not report.views[0].full_refresh and report.written == 2, (kind, report)
+            entities = {"driver_id": [1, 2, 3]}
+            at = now + timedelta(minutes=30)
+            assert online_values(store, refs, entities, at).values == {
+                "driver_id": [1, 2, 3], **training_values(store, refs, entities, at)}, kind
+    finally:
+        drop_store("postgres", postgres_url, names["postgres"])
+        drop_store("redis", redis_url, names["redis"])

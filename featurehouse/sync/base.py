@@ -141,16 +141,19 @@ def newer_condition(
 
     ev_new, ev_old = col(new, "event_timestamp"), col(old, "event_timestamp")
     cr_new, cr_old = col(new, "created_timestamp"), col(old, "created_timestamp")
-    tie: str = "false"
-    for feature, dtype in reversed(list(zip(layout.features, layout.dtypes))):
+    # One flat OR of AND chains, not one nested level per feature: SQLite's parser overflows
+    # its stack at about a dozen nested parentheses. AND binds tighter than OR.
+    same_time = f"{ev_new} = {ev_old} and {distinct(cr_new, cr_old)}"
+    terms = [f"{ev_new} > {ev_old}",
+             f"{ev_new} = {ev_old} and {cr_new} is not null and {cr_old} is null",
+             f"{ev_new} = {ev_old} and {cr_new} > {cr_old}"]
+    equal_so_far: list[str] = []
+    for feature, dtype in zip(layout.features, layout.dtypes):
         a, b = order(col(new, feature), dtype), order(col(old, feature), dtype)
-        greater = f"(({a} is null and {b} is not null) or {a} > {b})"
-        tie = f"({greater} or ({distinct(a, b)} and {tie}))" if tie != "false" else greater
-    return (
-        f"({ev_new} > {ev_old} or ({ev_new} = {ev_old} and ("
-        f"({cr_new} is not null and {cr_old} is null) or {cr_new} > {cr_old} or "
-        f"({distinct(cr_new, cr_old)} and {tie}))))"
-    )
+        greater = f"({a} > {b} or {a} is null and {b} is not null)"
+        terms.append(" and ".join([same_time, *equal_so_far, greater]))
+        equal_so_far.append(distinct(a, b))
+    return "(" + " or ".join(terms) + ")"
 
 
 def wait_for(wait: float, attempt: Callable[[], bool], on_busy: Callable[[], BaseException]) -> None:

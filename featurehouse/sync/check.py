@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +81,11 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
             if aggregation:
                 times, as_of = _as_of_times(online.event_timestamps[f"{layout.name}__{layout.features[0]}"], synced_at)
                 when = f"at the snapshot's as-of time {_utc_text(as_of)} UTC (synced at {_utc_text(synced_at)} UTC)"
+                ttl = store.repo.feature_views[layout.name].ttl
+                if ttl and as_of < synced_at - timedelta(seconds=ttl):
+                    # a stale snapshot is not skew: compare as of its own time, and say it is stale
+                    online = reader.read(refs, columns, full_feature_names=True, now=as_of)
+                    when += "; the snapshot was already older than the ttl when synced, so reads give OUTSIDE_MAX_AGE"
             else:
                 times = [synced_at] * keys.num_rows
                 when = f"as of the sync at {_utc_text(synced_at)} UTC"

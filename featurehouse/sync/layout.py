@@ -145,7 +145,8 @@ class SyncState:
 
     ``hashes``: the row fingerprints of the snapshot last synced (models without a
     ``snapshot_built_at`` column); ``watermark``: the newest ``snapshot_built_at`` that sync saw,
-    as the warehouse prints it (models with one). See ``featurehouse.sync.snapshot``.
+    as the warehouse prints it (models with one); ``origin``: the warehouse table they came
+    from, so that a sync from another target rebuilds the view. See ``featurehouse.sync.snapshot``.
     """
 
     view: str
@@ -154,12 +155,13 @@ class SyncState:
     rows: int
     hashes: "np.ndarray" = field(repr=False)  # uint64 row hashes of the last synced snapshot
     watermark: str | None = None
+    origin: str | None = None  # the warehouse table synced from (Warehouse.origin)
 
     def to_bytes(self) -> bytes:
         header = json.dumps({
             "format": STATE_FORMAT, "view": self.view, "signature": self.signature,
             "synced_at": self.synced_at.isoformat(), "rows": self.rows,
-            "watermark": self.watermark,
+            "watermark": self.watermark, "origin": self.origin,
         }).encode()
         return b"FHS" + struct.pack("<BI", STATE_FORMAT, len(header)) + header + self.hashes.astype("<u8").tobytes()
 
@@ -176,7 +178,7 @@ class SyncState:
         header = json.loads(data[8:8 + length])
         hashes = np.frombuffer(memoryview(data)[8 + length:], dtype="<u8").astype(np.uint64)
         return cls(header["view"], header["signature"], datetime.fromisoformat(header["synced_at"]),
-                   header["rows"], hashes, header.get("watermark"))
+                   header["rows"], hashes, header.get("watermark"), header.get("origin"))
 
 
 def utc_now() -> datetime:

@@ -52,13 +52,16 @@ class Changes:
 def read_changes(warehouse: "Warehouse", layout: ViewLayout, previous: SyncState | None,
                  full_refresh: bool, synced_at: datetime) -> Changes:
     """The rows of ``layout``'s snapshot to write now, given the state of the last sync."""
-    full = full_refresh or previous is None or previous.signature != layout.signature
+    origin = warehouse.origin(layout.model)
+    # another target's table (dev, then ci, into one store): its watermark and fingerprints mean nothing here
+    full = (full_refresh or previous is None or previous.signature != layout.signature
+            or previous.origin != origin)
     columns = dict(_model_columns(warehouse, layout))
     if SNAPSHOT_BUILT_AT in columns:
         return _by_watermark(warehouse, layout, None if full else previous, columns[SNAPSHOT_BUILT_AT], synced_at)
     rows = normalise(read_snapshot_table(warehouse, layout), layout)
     hashes = fingerprints(rows)
-    state = SyncState(layout.name, layout.signature, synced_at, rows.num_rows, hashes)
+    state = SyncState(layout.name, layout.signature, synced_at, rows.num_rows, hashes, origin=origin)
     if full:
         return Changes(rows, None, state)
     assert previous is not None
@@ -93,7 +96,8 @@ def _by_watermark(warehouse: "Warehouse", layout: ViewLayout, previous: SyncStat
     total = rows.num_rows
     if since is not None:
         total = _query(warehouse, layout, f"select count(*) from {relation}").column(0)[0].as_py()
-    state = SyncState(layout.name, layout.signature, synced_at, total, np.zeros(0, dtype=np.uint64), watermark=newest)
+    state = SyncState(layout.name, layout.signature, synced_at, total, np.zeros(0, dtype=np.uint64), watermark=newest,
+                      origin=warehouse.origin(layout.model))
     if previous is None:
         return Changes(rows, None, state)
     return Changes(rows, np.ones(rows.num_rows, dtype=bool), state)
