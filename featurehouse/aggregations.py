@@ -9,7 +9,6 @@ README, "Window aggregations"). This module registers that generator in ``compil
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import NoReturn
 
@@ -115,14 +114,8 @@ def _checkable_source_columns(repo: FeatureRepo, view: FeatureView) -> set[str] 
 def _file_column_types(repo: FeatureRepo, view: FeatureView) -> dict[str, str]:
     """Feature-side column name -> DuckDB type of a file source; empty when unknown (not a file, not there)."""
     source = repo.sources[view.source]
-    if source.path is None:
-        return {}
-    full = repo.root / source.path
-    stat = full.stat() if full.is_file() else None
-    if stat is None and not any(mark in source.path for mark in "*?["):
-        return {}  # not there yet: the compiler says so when it matters
-    types = _file_column_types_cached(str(full), stat.st_mtime_ns if stat else 0)
-    return {source.field_mapping.get(column, column): dtype for column, dtype in types.items()}
+    types = compiler.file_column_types(repo.root, source.path) if source.path is not None else None
+    return {source.field_mapping.get(column, column): dtype for column, dtype in (types or {}).items()}
 
 
 def _source_column(repo: FeatureRepo, view: FeatureView, name: str) -> str:
@@ -130,30 +123,10 @@ def _source_column(repo: FeatureRepo, view: FeatureView, name: str) -> str:
     return reverse.get(name, name)
 
 
-def _query_file(path: str, sql: str) -> list[tuple] | None:
-    """Run ``sql`` with ``{file}`` standing for the file (DuckDB reader); None when it cannot be read."""
-    import duckdb
-
-    reader = "read_csv" if path.lower().endswith((".csv", ".csv.gz", ".tsv")) else "read_parquet"
-    con = duckdb.connect()
-    try:
-        return con.execute(sql.format(file=f"{reader}(?)"), [path]).fetchall()
-    except duckdb.Error:
-        return None  # unreadable: the compiler reports the file itself
-    finally:
-        con.close()
-
-
-@functools.lru_cache(maxsize=64)
-def _file_column_types_cached(path: str, _mtime_ns: int) -> dict[str, str]:
-    rows = _query_file(path, "DESCRIBE SELECT * FROM {file}")
-    return {row[0]: str(row[1]).upper() for row in rows or []}
-
-
 def _first_non_number(path: str, column: str) -> str | None:
     """A value of a text column that does not cast to a number, among the file's first 100k rows."""
     quoted = '"' + column.replace('"', '""') + '"'
-    rows = _query_file(path, f"SELECT {quoted} FROM (SELECT {quoted} FROM {{file}} LIMIT 100000) "
+    rows = compiler.query_file(path, f"SELECT {quoted} FROM (SELECT {quoted} FROM {{file}} LIMIT 100000) "
                              f"WHERE {quoted} IS NOT NULL AND TRY_CAST({quoted} AS DOUBLE) IS NULL LIMIT 1")
     return str(rows[0][0]) if rows else None
 

@@ -31,10 +31,11 @@ class FeaturehouseGroup(click.Group):
             sys.exit(130)
         except ModuleNotFoundError as error:
             # `pip install featurehouse` leaves out the extras: Postgres, Redis, the server
-            extra = _EXTRAS.get((error.name or "").split(".")[0])
+            package = (error.name or "").split(".")[0]
+            extra = _EXTRAS.get(package)
             if extra is None or (ctx.obj and ctx.obj.get("debug")):
                 raise
-            click.secho(f"Error: this needs the Python package {error.name.split('.')[0]}, which is not installed; "
+            click.secho(f"Error: this needs the Python package {package}, which is not installed; "
                         f"pip install 'featurehouse[{extra}]'", fg="red", err=True)
             sys.exit(1)
 

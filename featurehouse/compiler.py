@@ -25,7 +25,6 @@ from featurehouse.join_plan import (  # noqa: F401  (re-exported: the compiler's
     FEATURE_VIEW_PREFIX,
     JoinPlan,
     _jinja_string,
-    check_output_names,
     feature_dtypes,
     feature_view_model,
     macro_views_argument,
@@ -108,8 +107,7 @@ def source_relation_jinja(source: Source | Spine, dialect: str) -> str:
             f"path: sources are read by DuckDB, but the dbt target is {dialect}; "
             f"load {source.path} into a table and use table: or ref: instead"
         )
-    reader = "read_csv" if _is_csv(source.path) else "read_parquet"
-    return f"{reader}({exp.Literal.string(source.path).sql(dialect='duckdb')})"
+    return f"{file_reader(source.path)}({exp.Literal.string(source.path).sql(dialect='duckdb')})"
 
 
 # ---- expressions ----------------------------------------------------------------------------------
@@ -131,32 +129,44 @@ def known_source_columns(repo: FeatureRepo, view: FeatureView) -> set[str]:
     return columns
 
 
-def _is_csv(path: str) -> bool:
-    return path.lower().endswith((".csv", ".csv.gz", ".tsv"))
+def file_reader(path: str) -> str:
+    """The DuckDB table function that reads ``path``."""
+    return "read_csv" if path.lower().endswith((".csv", ".csv.gz", ".tsv")) else "read_parquet"
 
 
-def _file_columns(root: Path, path: str) -> set[str] | None:
+def _file_columns(root: Path, path: str) -> frozenset[str] | None:
     """The columns of a parquet/CSV file (or glob) as DuckDB reads it; None when it is not there yet."""
+    types = file_column_types(root, path)
+    return None if types is None else frozenset(types)
+
+
+def file_column_types(root: Path, path: str) -> dict[str, str] | None:
+    """Column name -> DuckDB type (upper case) of a parquet/CSV file (or glob) under ``root``;
+    None when it is not there yet or cannot be read. Cached while the file is unchanged."""
     full = root / path
     if not any(mark in path for mark in "*?[") and not full.is_file():
         return None
     stat = full.stat() if full.is_file() else None
-    return _file_columns_cached(str(full), stat.st_mtime_ns if stat else 0)
+    return _file_column_types_cached(str(full), stat.st_mtime_ns if stat else 0)
 
 
 @functools.lru_cache(maxsize=64)
-def _file_columns_cached(path: str, _mtime_ns: int) -> frozenset[str] | None:
+def _file_column_types_cached(path: str, _mtime_ns: int) -> dict[str, str] | None:
+    rows = query_file(path, "DESCRIBE SELECT * FROM {file}")
+    return None if rows is None else {row[0]: str(row[1]).upper() for row in rows}
+
+
+def query_file(path: str, sql: str) -> list[tuple] | None:
+    """Run ``sql`` with ``{file}`` standing for the file's DuckDB reader; None when it cannot be read."""
     import duckdb
 
-    reader = "read_csv" if _is_csv(path) else "read_parquet"
     con = duckdb.connect()
     try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [path]).fetchall()
+        return con.execute(sql.format(file=f"{file_reader(path)}(?)"), [path]).fetchall()
     except duckdb.Error:
-        return None
+        return None  # unreadable: the compiler reports the file itself
     finally:
         con.close()
-    return frozenset(row[0] for row in rows)
 
 
 def _check_file_columns(repo: FeatureRepo, view: FeatureView, found: set[str] | frozenset[str]) -> None:
@@ -324,11 +334,8 @@ def _header(what: str, origin: Any) -> str:
 
 def training_set_sql(repo: FeatureRepo, name: str, dialect: str) -> str:
     training_set = repo.training_sets[name]
+    # output names were checked when the repo was loaded (repo._check_training_set_columns)
     plan = JoinPlan(tuple(repo.resolve_features(training_set.features)), training_set.full_feature_names)
-    try:
-        check_output_names(plan)
-    except Exception as error:  # a RequestError in the SDK is a spec error here
-        raise repo.spec_error("training_sets", name, ("features",), str(error)) from None
     spine = training_set.spine
     relation = source_relation_jinja(spine, dialect)
     if relation.startswith("{{ ") and relation.endswith(" }}"):

@@ -47,19 +47,39 @@ class JoinPlan:
         return f"{view.name}__" if self.full_feature_names else ""
 
 
-def check_output_names(plan: JoinPlan) -> None:
-    """Two views offering the same feature name need full_feature_names."""
+@dataclass(frozen=True)
+class OutputClash:
+    """Output ``index`` (of ``plan.output_names()``), ``feature`` of ``view``, has the name of one from ``earlier``."""
+
+    index: int
+    feature: str
+    view: str
+    earlier: str
+
+
+def output_clash(plan: JoinPlan) -> OutputClash | None:
+    """The first output whose name another view's output already has, ignoring case
+    (warehouses and DataFrames would see one column twice)."""
     seen: dict[str, str] = {}
+    index = 0
     for selection in plan.selections:
         for feature in selection.features:
-            # without regard to case: warehouses and DataFrames would see one column twice
             name = (plan.prefix(selection.view) + feature).lower()
             if name in seen:
-                raise RequestError(
-                    f"feature '{feature}' is requested from both '{seen[name]}' and '{selection.view.name}'; "
-                    "ask for full_feature_names=True to get 'view__feature' columns"
-                )
+                return OutputClash(index, feature, selection.view.name, seen[name])
             seen[name] = selection.view.name
+            index += 1
+    return None
+
+
+def check_output_names(plan: JoinPlan) -> None:
+    """Two views offering the same feature name need full_feature_names."""
+    clash = output_clash(plan)
+    if clash is not None:
+        raise RequestError(
+            f"feature '{clash.feature}' is requested from both '{clash.earlier}' and '{clash.view}'; "
+            "ask for full_feature_names=True to get 'view__feature' columns"
+        )
 
 
 def macro_views_argument(repo: FeatureRepo, plan: JoinPlan) -> str:

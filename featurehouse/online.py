@@ -144,7 +144,8 @@ def _key_check(key: str, dtype: str, entity: str) -> Any:
         )
 
     if dtype in ("int32", "int64"):
-        low, high = -(1 << (31 if dtype == "int32" else 63)), (1 << (31 if dtype == "int32" else 63)) - 1
+        bits = 31 if dtype == "int32" else 63
+        low, high = -(1 << bits), (1 << bits) - 1
 
         def check(value: Any, row: int) -> Any:
             if type(value) is not int:
@@ -225,8 +226,7 @@ class OnlineReader:
             for key, dtype in zip(layout.join_keys, layout.key_dtypes):
                 if key not in keys:
                     keys.append(key)
-                    entity = next(e for e in view.entities if key in self.repo.entities[e].join_keys)
-                    checks.append(_key_check(key, dtype, entity))
+                    checks.append(_key_check(key, dtype, self.repo.key_entity(view, key).name))
             prepared = self._reader.prepare(layout, selection.features)
             outputs = [join_plan.prefix(view) + f for f in selection.features]
             missing = None

@@ -80,12 +80,16 @@ class FeatureRepo:
                     keys.append(key)
         return keys
 
-    def join_key_dtype(self, view: FeatureView, key: str) -> str:
+    def key_entity(self, view: FeatureView, key: str) -> Entity:
+        """The first of ``view``'s entities that has the join key ``key`` (all share its dtype)."""
         for entity_name in view.entities:
             entity = self.entities[entity_name]
             if key in entity.join_keys:
-                return entity.value_type
+                return entity
         raise KeyError(key)
+
+    def join_key_dtype(self, view: FeatureView, key: str) -> str:
+        return self.key_entity(view, key).value_type
 
     def origin(self, kind: str, name: str) -> Origin | None:
         return self.origins.get((kind, name))
@@ -379,26 +383,26 @@ def _check_key_types(repo: FeatureRepo, view: FeatureView) -> None:
 
 def _check_training_set_columns(repo: FeatureRepo, training_set: TrainingSet, selections: list[ViewSelection]) -> None:
     """Each feature column of a training set has its own name, of at most 63 characters."""
-    seen: dict[str, str] = {}
-    for selection in selections:
-        for feature in selection.features:
-            view = selection.view.name
-            column = f"{view}__{feature}" if training_set.full_feature_names else feature
-            other = seen.get(column.lower())
-            if other is not None:
-                hint = ("; set full_feature_names: true on the training set to get 'view__feature' columns"
-                        if not training_set.full_feature_names else "")
-                raise repo.spec_error(
-                    "training_sets", training_set.name, ("features",),
-                    f"column '{column}' would come from both feature view '{other}' and '{view}'{hint}",
-                )
-            if len(column) > MAX_IDENTIFIER_LENGTH:
-                raise repo.spec_error(
-                    "training_sets", training_set.name, ("full_feature_names",),
-                    f"column '{column}' is {len(column)} characters, more than the {MAX_IDENTIFIER_LENGTH} "
-                    "Postgres keeps; shorten the view or feature name",
-                )
-            seen[column.lower()] = view
+    from featurehouse.join_plan import JoinPlan, output_clash
+
+    plan = JoinPlan(tuple(selections), training_set.full_feature_names)
+    columns = plan.output_names()
+    clash = output_clash(plan)
+    for column in columns[: clash.index if clash else len(columns)]:
+        if len(column) > MAX_IDENTIFIER_LENGTH:
+            raise repo.spec_error(
+                "training_sets", training_set.name, ("full_feature_names",),
+                f"column '{column}' is {len(column)} characters, more than the {MAX_IDENTIFIER_LENGTH} "
+                "Postgres keeps; shorten the view or feature name",
+            )
+    if clash is not None:
+        hint = ("; set full_feature_names: true on the training set to get 'view__feature' columns"
+                if not training_set.full_feature_names else "")
+        raise repo.spec_error(
+            "training_sets", training_set.name, ("features",),
+            f"column '{columns[clash.index]}' would come from both feature view '{clash.earlier}' and "
+            f"'{clash.view}'{hint}",
+        )
 
 
 def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from featurehouse.dbt_profile import DbtTarget
     from featurehouse.repo import FeatureRepo
+    from featurehouse.specs import Entity
     from featurehouse.warehouse import Warehouse
 
 ROW_NUMBER_COLUMN = "__fh_row"
@@ -118,7 +119,7 @@ class RetrievalJob:
         if isinstance(self.entity_df, str):
             return self._run_sql_spine(self.entity_df)
         spine = as_arrow(self.entity_df)
-        features = self._run_table_spine()
+        features = self._run_table_spine(spine)  # the converted table: the DataFrame is converted once
         for name in features.column_names:
             spine = spine.append_column(name, features.column(name))
         return spine
@@ -132,7 +133,7 @@ class RetrievalJob:
         import pandas as pd
 
         if isinstance(self.entity_df, pd.DataFrame):
-            features = _features_to_pandas(self._run_table_spine())
+            features = _features_to_pandas(self._run_table_spine(self.entity_df))
             frame = pd.concat([self.entity_df.reset_index(drop=True), features], axis=1)
             frame.index = self.entity_df.index
             return frame
@@ -145,18 +146,18 @@ class RetrievalJob:
         return frame
 
     # --------------------------------------------------------------------------------------
-    def _run_table_spine(self) -> "pa.Table":
+    def _run_table_spine(self, entity_df: "pd.DataFrame | pa.Table") -> "pa.Table":
         """The feature columns for a DataFrame or Arrow entity_df, one row per spine row, in order."""
         import numpy as np
         import pyarrow as pa
 
         from featurehouse.warehouse import SPINE_PLACEHOLDER
 
-        columns, kinds = spine_columns(self.entity_df)
+        columns, kinds = spine_columns(entity_df)
         timestamp = spine_timestamp(list(zip(columns, kinds)))
         self._check_join_keys(columns)
         self._check_clashes(columns)
-        spine = self._join_input(timestamp)
+        spine = self._join_input(entity_df, timestamp)
         timestamp = str(timestamp)  # pandas may label columns with anything; Arrow names are strings
         if timestamp.startswith("__fh_"):
             raise RequestError(f"entity_df's timestamp column may not be named '{timestamp}' "
@@ -172,7 +173,7 @@ class RetrievalJob:
             warehouse.close()
         return _typed_result(result.drop_columns([ROW_NUMBER_COLUMN]), self.plan, self.store.repo)
 
-    def _join_input(self, timestamp: str) -> "pa.Table":
+    def _join_input(self, entity_df: "pd.DataFrame | pa.Table", timestamp: str) -> "pa.Table":
         """The join keys and the timestamp of the entity_df, typed for the join.
 
         Keys are cast to their entity's type (so an int64 key given as float64, as pandas
@@ -183,12 +184,12 @@ class RetrievalJob:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        names = list(dict.fromkeys([*(key for key, _ in self._keys()), timestamp]))
-        if isinstance(self.entity_df, pa.Table):
-            table = self.entity_df.select(names)
+        keys = self._keys()
+        names = list(dict.fromkeys([*keys, timestamp]))
+        if isinstance(entity_df, pa.Table):
+            table = entity_df.select(names)
         else:
-            table = pandas_to_arrow(self.entity_df[names])
-        dtypes = dict(self._keys())
+            table = pandas_to_arrow(entity_df[names])
         for i, name in enumerate(table.column_names):
             column = table.column(name)
             if name == str(timestamp):
@@ -200,7 +201,7 @@ class RetrievalJob:
                     # Postgres rounds them: floor here so that both join at the same instant
                     column = pc.floor_temporal(column, unit="microsecond").cast(pa.timestamp("us", tz=column.type.tz))
             else:
-                column = key_column(name, column, dtypes[name], self._entity_of(name))
+                column = key_column(name, column, keys[name].value_type, keys[name].name)
             table = table.set_column(i, name, column)
         return table
 
@@ -226,8 +227,8 @@ class RetrievalJob:
             self._check_join_keys(names)
             self._check_clashes(names)
             check_timestamp_kind(timestamp, kinds[timestamp])
-            for key, dtype in self._keys():
-                check_key_kind(key, kinds[key], dtype, self._entity_of(key))
+            for key, entity in self._keys().items():
+                check_key_kind(key, kinds[key], entity.value_type, entity.name)
             sql = self._render(f"({query}) as __fh_entity_sql", timestamp, names, None)
             result = self._query(warehouse, sql)
         finally:
@@ -285,21 +286,14 @@ class RetrievalJob:
         sql = render(self.store.repo_path, self.store.target, call)
         return sql.replace(placeholder, spine)
 
-    def _keys(self) -> list[tuple[str, str]]:
-        """(join key, entity value_type) of every requested view, in order."""
+    def _keys(self) -> dict[str, "Entity"]:
+        """Every requested view's join keys, in order, with the entity each belongs to."""
         repo = self.store.repo
-        keys: dict[str, str] = {}
+        keys: dict[str, Entity] = {}
         for selection in self.plan.selections:
             for key in repo.join_keys(selection.view):
-                keys.setdefault(key, repo.join_key_dtype(selection.view, key))
-        return list(keys.items())
-
-    def _entity_of(self, key: str) -> str:
-        for selection in self.plan.selections:
-            for name in selection.view.entities:
-                if key in self.store.repo.entities[name].join_keys:
-                    return name
-        return key  # pragma: no cover - every key comes from an entity
+                keys.setdefault(key, repo.key_entity(selection.view, key))
+        return keys
 
     def _check_join_keys(self, columns: list[Any]) -> None:
         for selection in self.plan.selections:

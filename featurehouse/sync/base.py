@@ -42,6 +42,10 @@ class Backend:
         assert self._con is not None
         return self._con
 
+    def exists(self) -> bool:
+        """Whether there is a store to read yet (an embedded one is created by its first sync)."""
+        return True
+
     def connect(self) -> None:
         """Reach the store now; raise OnlineStoreError with one sentence when it cannot be reached."""
         raise NotImplementedError

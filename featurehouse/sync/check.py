@@ -20,7 +20,6 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.specs import EVENT_TIMESTAMP
@@ -50,8 +49,7 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
     layouts = online_layouts(store.repo, views)
     backend = open_backend(store.repo.config.online_store, store.repo_path)
     states = {}
-    path = getattr(backend, "path", None)
-    if path is None or Path(path).exists():  # an embedded store nobody synced: don't create its file
+    if backend.exists():  # an embedded store nobody synced: connecting would create its file
         try:
             backend.connect()
             states = {s.view: s for s in backend.states()}

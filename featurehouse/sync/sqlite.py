@@ -68,6 +68,9 @@ class SQLiteBackend(Backend):
         self.description = f"the SQLite online store {path}"
         self._con: sqlite3.Connection | None = None
 
+    def exists(self) -> bool:
+        return self.path.exists()
+
     def connect(self) -> None:
         if self._con is not None:
             return
