@@ -13,11 +13,21 @@ request, read from /proc: unlike req/s it hardly depends on what else shares the
   ASGI layer with bytes made at start-up (uvicorn, httptools, no parsing, no store): the
   ceiling of the HTTP stack on this machine;
 - batch 1 / 10 / 100: POST /get-online-features with that many entities per request.
+- batch 1 with N idle sockets (``--idle``, default 5,000): the same load while N connections
+  that sent half a request header stay open beside it (the server runs with a header
+  timeout longer than the row, so none is closed during it);
+- batch 1 with N slow clients (``--slow``, default 1,000; slowloris: one header byte per
+  second each), against a server with the default 10 s header timeout: the row's p99 and
+  how many slow clients the server closed (408) within 15 s.
 Ratios are against the baseline measured in the same run. Before the load, a handful of
 responses are checked against the SDK (same values and statuses).
 
     .venv/bin/python bench/bench_server.py                  # 60 s per row
     .venv/bin/python bench/bench_server.py --duration 10    # a quick check
+    .venv/bin/python bench/bench_server.py --idle 1000 --slow 200   # smaller rows on a busy machine
+
+The idle and slow rows hold that many sockets in this process: `ulimit -n` must exceed
+them (the server raises its own limit).
 
 Needs `wrk` (Debian: apt-get install wrk) and Redis (FEATUREHOUSE_BENCH_REDIS_URL, default
 redis://127.0.0.1:6379/0). The machine's load average is printed: the numbers mean
@@ -144,12 +154,12 @@ def build_repo(root: Path, entities: int, redis_url: str) -> None:
 
 
 class Server:
-    def __init__(self, root: Path, workers: int):
+    def __init__(self, root: Path, workers: int, *extra: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from featurehouse.cli import main; main()", "--repo", str(root), "serve",
-             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning"],
+             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning", *extra],
             start_new_session=True)
 
     def __enter__(self) -> "Server":
@@ -261,6 +271,66 @@ def sdk_latency(root: Path, batch: int, entities: int, calls: int = 2000) -> tup
     return times[len(times) // 2], times[int(len(times) * 0.99)]
 
 
+HALF_HEADER = b"POST /get-online-features HTTP/1.1\r\nHost: bench\r\nContent-Le"
+
+
+def open_idle(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections that each sent half a request header and then nothing."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(HALF_HEADER)
+        sockets.append(sock)
+    return sockets
+
+
+class Slowloris:
+    """``count`` clients that send their request header one byte per second, in a thread."""
+
+    def __init__(self, port: int, count: int):
+        import threading
+
+        self.sockets = []
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.setblocking(False)
+            self.sockets.append(sock)
+        self.closed = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        position = 0
+        alive = list(self.sockets)
+        while not self.stop and alive:
+            byte = HALF_HEADER[position % len(HALF_HEADER):][:1]
+            position += 1
+            still = []
+            for sock in alive:
+                try:
+                    if sock.recv(4096, socket.MSG_PEEK):  # the server answered (408): it gave up on us
+                        raise ConnectionError
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self.closed += 1
+                    continue
+                try:
+                    sock.send(byte)
+                    still.append(sock)
+                except OSError:
+                    self.closed += 1
+            alive = still
+            time.sleep(1.0)
+
+    def close(self) -> None:
+        self.stop = True
+        self.thread.join(5)
+        for sock in self.sockets:
+            sock.close()
+
+
 def clean_redis(redis_url: str) -> None:
     import redis
 
@@ -279,6 +349,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk's threads")
     parser.add_argument("--batches", default="1,10,100")
     parser.add_argument("--keep", action="store_true", help="keep the Redis keys afterwards")
+    parser.add_argument("--idle", type=int, default=5000, help="idle sockets beside the load (0: skip the row)")
+    parser.add_argument("--slow", type=int, default=1000, help="slowloris clients beside the load (0: skip the row)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -297,7 +369,7 @@ def main() -> None:
             run_wrk(server.url, "/get-online-features", "POST", 1, args.entities, 3, args.connections, args.threads)
             print(f"  load: wrk -t{args.threads} -c{args.connections}, {args.duration} s per row, "
                   f"{args.workers} workers, {os.cpu_count()} cores")
-            def measure(path: str, method: str, batch: int) -> dict[str, float]:
+            def measure(path: str, method: str, batch: int, server: Server = server) -> dict[str, float]:
                 cpu = tree_cpu_seconds(server.process.pid)
                 stats = run_wrk(server.url, path, method, batch, args.entities, args.duration, args.connections,
                                 args.threads)
@@ -309,6 +381,38 @@ def main() -> None:
             rows.append(("baseline GET /health", base))
             for batch in batches:
                 rows.append((f"batch {batch}", measure("/get-online-features", "POST", batch)))
+        slow_closed = None
+        if args.idle:
+            import resource
+
+            print(f"  open files: soft limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]} (this process)")
+            # a header timeout longer than the row: the idle sockets stay open all through it
+            with Server(root, args.workers, "--header-timeout", str(args.duration + 60)) as server:
+                run_wrk(server.url, "/get-online-features", "POST", 1, args.entities, 2, args.connections,
+                        args.threads)
+                idle = open_idle(server.port, args.idle)
+                time.sleep(3)  # the workers accept and parse them before the row starts
+                try:
+                    rows.append((f"batch 1, {args.idle:,} idle sockets open",
+                                 measure("/get-online-features", "POST", 1, server)))
+                finally:
+                    for sock in idle:
+                        sock.close()
+        if args.slow:
+            with Server(root, args.workers) as server:  # the default 10 s header timeout
+                run_wrk(server.url, "/get-online-features", "POST", 1, args.entities, 2, args.connections,
+                        args.threads)
+                slow = Slowloris(server.port, args.slow)
+                time.sleep(2)
+                try:
+                    rows.append((f"batch 1, {args.slow:,} slow clients",
+                                 measure("/get-online-features", "POST", 1, server)))
+                    deadline = time.monotonic() + 15
+                    while slow.closed < args.slow and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                    slow_closed = slow.closed
+                finally:
+                    slow.close()
         sdk = {batch: sdk_latency(root, batch, args.entities) for batch in batches}
     finally:
         if not args.keep:
@@ -321,17 +425,20 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, stats in rows:
         ratio = stats["req_s"] / base["req_s"]
-        batch = int(name.split()[-1]) if name.startswith("batch") else None
+        batch = int(name.split()[-1]) if name.startswith("batch") and "," not in name else None
         sdk_text = f"{sdk[batch][0]:.2f} / {sdk[batch][1]:.2f}" if batch else "–"
         print(f"| {name} | {stats['req_s']:,.0f} | {ratio:.2f}x | {stats['p50']:.2f} | {stats['p90']:.2f} "
               f"| {stats['p99']:.2f} | {stats['p999']:.2f} | {stats['max']:.1f} | {stats['errors']} "
-              f"| {stats['cpu_us']:.0f} | {sdk_text} |")
+              f"| {'–' if stats['cpu_us'] != stats['cpu_us'] else format(stats['cpu_us'], '.0f')} | {sdk_text} |")
     print()
     one = dict(rows).get("batch 1")
     if one:
         met = one["req_s"] >= TARGET["req_s"] and one["p99"] <= TARGET["p99_ms"] and one["errors"] == 0
         print(f"target (batch 1: >= {TARGET['req_s']} req/s, p99 <= {TARGET['p99_ms']} ms, 0 errors): "
               f"{'met' if met else 'NOT met'}")
+    if slow_closed is not None:
+        print(f"slow clients closed by the server (408, header timeout 10 s) within 15 s of the row's end: "
+              f"{slow_closed:,} of {args.slow:,}")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
           f"(1 min; {os.cpu_count()} cores shared with wrk, Redis and anything else running)")
     print("server CPU µs/req: CPU time of all serve processes per answered request; "

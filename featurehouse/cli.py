@@ -81,7 +81,7 @@ def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
     """Compile feature_specs/ into dbt models under models/featurehouse/."""
     from sqlglot.dialects.dialect import Dialect
 
-    from featurehouse import compiler
+    from featurehouse import __version__, compiler, package_macros
     from featurehouse.dbt_profile import load_target
     from featurehouse.errors import CompileError, ConfigError
 
@@ -107,6 +107,15 @@ def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
     if check:
         result = compiler.diff(models_dir, files)
         stale = result.written + result.removed
+        macros = package_macros.vendored_differences(repo.root)
+        if macros:
+            click.secho(
+                f"Error: {len(macros)} file(s) of featurehouse's macros differ from the installed featurehouse "
+                f"{__version__} ({', '.join(macros)}); run 'featurehouse compile', then 'dbt deps'",
+                fg="red", err=True,
+            )
+            sys.exit(1)
+        package_macros.check_version(repo.root)
         if stale:
             click.secho(
                 f"Error: {len(stale)} file(s) under {repo.config.models_dir} are stale "
@@ -116,6 +125,11 @@ def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
             sys.exit(1)
         click.echo(f"{len(files)} file(s) under {repo.config.models_dir} are up to date.")
         return
+    macros = package_macros.write_vendored_copy(repo.root)
+    if macros:
+        click.echo(f"Updated {len(macros)} file(s) of featurehouse's macros to {__version__} "
+                   f"({', '.join(macros)}); run 'dbt deps' before 'dbt build'.")
+    package_macros.check_version(repo.root)
     result = compiler.write(models_dir, files)
     click.echo(
         f"Compiled {len(repo.feature_views)} feature view(s) and {len(repo.training_sets)} training set(s) "

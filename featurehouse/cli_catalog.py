@@ -306,12 +306,42 @@ def plan(ctx: click.Context, dialect: str | None, as_json: bool, fail_on_breakin
               help="Log every request (costs throughput).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--store-timeout", default=2.0, show_default=True, type=click.FloatRange(0.05, 600), metavar="SECONDS",
+              help="Deadline of each online-store call; a request that misses it gets a 503 naming the store.")
+@click.option("--store-concurrency", default=32, show_default=True, type=click.IntRange(1, 1024),
+              help="Online-store calls in flight per worker; beyond that a request gets a 503 at once.")
+@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              metavar="SECONDS", help="Time a client has to send complete request headers (else 408, closed).")
+@click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              metavar="SECONDS", help="Time a client has to send the request body after its headers.")
+@click.option("--keep-alive-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              metavar="SECONDS", help="An idle keep-alive connection is closed after this.")
+@click.option("--keep-alive-requests", default=10_000, show_default=True, type=click.IntRange(1),
+              help="Requests served on one connection before it is closed.")
+@click.option("--limit-connections", default=10_000, show_default=True, type=click.IntRange(1),
+              help="Open connections per worker; more are answered 503 and closed.")
+@click.option("--ssl-keyfile", default=None, type=click.Path(dir_okay=False), help="TLS private key (PEM).")
+@click.option("--ssl-certfile", default=None, type=click.Path(dir_okay=False), help="TLS certificate chain (PEM).")
+@click.option("--docs/--no-docs", default=False, show_default=True, help="Serve /docs and /openapi.json.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int, access_log: bool, log_level: str) -> None:
-    """Serve features over HTTP (Feast-compatible POST /get-online-features) and the catalog."""
+def serve(ctx: click.Context, host: str, port: int, workers: int, access_log: bool, log_level: str,
+          store_timeout: float, store_concurrency: int, header_timeout: float, body_timeout: float,
+          keep_alive_timeout: float, keep_alive_requests: int, limit_connections: int, ssl_keyfile: str | None,
+          ssl_certfile: str | None, docs: bool) -> None:
+    """Serve features over HTTP (Feast-compatible POST /get-online-features) and the catalog.
+
+    Authentication: set FEATUREHOUSE_AUTH_TOKENS to one or more bearer tokens (comma-separated);
+    every endpoint but /health and /ready then needs "Authorization: Bearer <token>".
+    """
+    from featurehouse.server import ServerSettings
     from featurehouse.server import serve as run_server
 
     # load once here so that a broken repo fails with one line before any worker starts
     repo = load_repo_from(ctx)
+    settings = ServerSettings(store_timeout=store_timeout, store_concurrency=store_concurrency,
+                              header_timeout=header_timeout, body_timeout=body_timeout,
+                              keep_alive_timeout=keep_alive_timeout, keep_alive_requests=keep_alive_requests,
+                              max_connections=limit_connections, docs=docs)
     run_server(repo.root, target=ctx.obj["target"], profiles_dir=ctx.obj["profiles_dir"], host=host, port=port,
-               workers=workers, access_log=access_log, log_level=log_level)
+               workers=workers, access_log=access_log, log_level=log_level, settings=settings,
+               ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile)

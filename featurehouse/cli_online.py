@@ -65,7 +65,11 @@ def sync(ctx: click.Context, views: str | None, full_refresh: bool, wait: float)
     except SyncBusyError as error:
         click.echo(f"featurehouse sync: {error}", err=True)
         sys.exit(EXIT_BUSY)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(report.summary())
+    if report.bi_export is not None:
+        click.echo(report.bi_export.summary())
 
 
 def _parse_entity(option: str, key_types: dict[str, str]) -> tuple[str, Any]:

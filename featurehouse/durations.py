@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from featurehouse.errors import excerpt
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 EXPECTED = "a duration such as 90s, 30m, 12h, 1d or 2w"
@@ -16,7 +18,7 @@ _FRACTION = re.compile(r"^\s*(\d*\.\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 def parse_duration(value: object) -> int:
     """Seconds in ``value``; raises ValueError with the expected form for anything else."""
     if isinstance(value, bool):
-        raise ValueError(f"expected {EXPECTED}, got {value!r}")
+        raise ValueError(f"expected {EXPECTED}, got {excerpt(value)}")
     if isinstance(value, int) and value == 0:
         return 0
     if isinstance(value, str):
@@ -26,8 +28,9 @@ def parse_duration(value: object) -> int:
         if match:
             return int(match.group(1)) * _UNITS[match.group(2)]
     # `ttl:` with nothing after it is None to YAML; "got None" would read like Python
-    shown = "nothing" if value is None else repr(value)
-    raise ValueError(f"expected {EXPECTED}, got {shown}{_hint(value)}")
+    shown = "nothing" if value is None else excerpt(value)
+    hint = _hint(value)  # a hint that repeats a huge value is no help
+    raise ValueError(f"expected {EXPECTED}, got {shown}{hint if len(hint) <= 40 else ''}")
 
 
 def _hint(value: object) -> str:

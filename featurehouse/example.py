@@ -86,14 +86,27 @@ def _write(path: Path, header: list[str], rows: list[list[object]]) -> int:
 
 
 # ---- featurehouse init ------------------------------------------------------------------------
-def package_root() -> Path:
-    """The folder holding featurehouse's dbt package (dbt_project.yml and macros/)."""
-    root = Path(__file__).resolve().parent.parent
-    if (root / "dbt_project.yml").is_file() and (root / "macros").is_dir():
-        return root
+def sync_scripts() -> Path:
+    """The cron and systemd files (sync/run-sync.sh and its schedules) a new repo gets."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "scaffold" / "sync", here.parent / "sync"):
+        if (folder / "run-sync.sh").is_file():
+            return folder
     raise ConfigError(
-        "featurehouse's dbt package (dbt_project.yml and macros/) was not found beside the Python package; "
-        "install featurehouse from a source checkout with 'pip install -e .'"
+        f"the sync scripts are missing from this install at {here}; "
+        "reinstall it: pip install --force-reinstall featurehouse"
+    )
+
+
+def example_specs() -> Path:
+    """The example's feature_specs/ folder: shipped in the wheel, or the source checkout's own."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "example_specs", here.parent / "feature_specs"):
+        if (folder / "drivers.yml").is_file():
+            return folder
+    raise ConfigError(
+        f"the example feature specs are missing from this install at {here}; "
+        "reinstall it: pip install --force-reinstall featurehouse"
     )
 
 
@@ -130,6 +143,8 @@ _PROFILES = """\
 
 _PACKAGES = """\
 packages:
+  # featurehouse's macros, copied into the repo (commit them); `featurehouse compile` keeps them
+  # equal to the installed featurehouse and `compile --check` fails when they are not.
   - local: {package}
 """
 
@@ -141,7 +156,7 @@ online_store:
   path: data/online.db
 """
 
-_GITIGNORE = "target/\ndbt_packages/\nlogs/\ndata/\nseeds/*.csv\n"
+_GITIGNORE = "target/\ndbt_packages/\nlogs/\ndata/\nseeds/*.csv\n.venv/\n"
 
 
 def init_repo(directory: Path, name: str | None = None) -> Path:
@@ -152,14 +167,20 @@ def init_repo(directory: Path, name: str | None = None) -> Path:
     project = name or re.sub(r"[^A-Za-z0-9_]", "_", directory.name).lstrip("0123456789_") or "feature_repo"
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", project):
         raise ConfigError(f"--name: expected a plain identifier (letters, digits and _), got {project!r}")
-    source = package_root()
+    from featurehouse.package_macros import VENDOR_DIR, shipped_package, write_vendored_copy
+
+    shipped_package()  # before writing anything: a broken install must not leave half a repo
+    specs, scripts = example_specs(), sync_scripts()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "dbt_project.yml").write_text(_DBT_PROJECT.format(name=project))
     (directory / "profiles.yml").write_text(_PROFILES.format(name=project))
-    (directory / "packages.yml").write_text(_PACKAGES.format(package=source.as_posix()))
+    (directory / "packages.yml").write_text(_PACKAGES.format(package=VENDOR_DIR))
+    write_vendored_copy(directory)
     (directory / "featurehouse.yml").write_text(_CONFIG.format(name=project))
     (directory / ".gitignore").write_text(_GITIGNORE)
-    shutil.copytree(source / "feature_specs", directory / "feature_specs")
+    shutil.copytree(specs, directory / "feature_specs")
+    shutil.copytree(scripts, directory / "sync")
+    (directory / "sync" / "run-sync.sh").chmod(0o755)  # a wheel does not keep the executable bit
     write_example_data(directory / "seeds")
 
     from featurehouse import compiler

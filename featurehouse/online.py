@@ -16,9 +16,12 @@ Two entry points:
 (``{"driver_id": [1001, 1002]}``). Unknown features, missing join keys and join keys of
 the wrong type raise ``featurehouse.errors.RequestError`` with one sentence.
 
-A value is ``PRESENT``, ``NOT_FOUND`` (the store holds no row for the entity) or
-``OUTSIDE_MAX_AGE`` (its event time is older than now minus the view's ttl: the value is
-returned as None, as ``get_historical_features`` would return it for (entity, now)).
+A value is ``PRESENT``, ``NOT_FOUND`` (the store holds no row for the entity, or the
+feature is declared but has not been synced yet: only what a sync wrote is ever
+returned), ``OUTSIDE_MAX_AGE`` (its event time is older than now minus the view's ttl: the
+value is returned as None, as ``get_historical_features`` would return it for (entity,
+now)) or ``INVALID`` (the stored value is damaged: None, logged once with key and field;
+a damaged event time makes the entity's whole row INVALID). See docs/decisions/0012.
 A ``NOT_FOUND`` value is None, except in an aggregation view that has been synced: there
 the snapshot holds every entity with an event up to its as-of time, so a missing entity
 has an empty window and reads as the training data has it (count 0, the others None).
@@ -34,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import RequestError, did_you_mean
+from featurehouse.sync.base import INVALID, UNSYNCED, Marker
 
 if TYPE_CHECKING:
     from featurehouse.repo import FeatureRepo
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 PRESENT = "PRESENT"
 NOT_FOUND = "NOT_FOUND"
 OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+INVALID_STATUS = "INVALID"  # Feast's FieldStatus.INVALID: the stored value is damaged (see decision 0012)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -107,6 +112,63 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """``value`` for an error message: short, and safe for any input (deep nesting, huge strings or ints)."""
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)}"
+    if isinstance(value, Mapping):
+        return f"an object of {len(value)} key(s)"
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # a cycle or an int of more than 4300 digits
+        return type(value).__name__
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+# Plans are cached per feature list, by the bytes of their keys: a few huge lists must not
+# hold a worker's memory (41 requests naming 250k features once held 1 GB).
+PLAN_CACHE_BYTES = 16 * 1024 * 1024
+
+
+def cache_cost(key: Any) -> int:
+    """About what a cache entry keyed by ``key`` (a name, or a tuple of names) holds, in bytes."""
+    if isinstance(key, str):
+        return 60 + len(key)
+    if isinstance(key, tuple):  # a plan's value grows with its names too: counted here per name
+        return 200 + sum(100 + cache_cost(k) for k in key)
+    return 50
+
+
+class BoundedCache:
+    """A dict bounded by an estimate of its bytes (``cache_cost`` of the keys); oldest entries go first."""
+
+    def __init__(self, max_bytes: int = PLAN_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: dict[Any, tuple[Any, int]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        found = self._items.get(key)
+        return None if found is None else found[0]
+
+    def put(self, key: Any, value: Any) -> None:
+        cost = cache_cost(key)
+        if cost > self.max_bytes // 4:  # one giant entry would evict everything: don't keep it
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            while self._items and self.bytes + cost > self.max_bytes:
+                self.bytes -= self._items.pop(next(iter(self._items)))[1]
+            self._items[key] = (value, cost)
+            self.bytes += cost
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 # ---- plans -------------------------------------------------------------------------------------------
 class _ViewPlan:
     __slots__ = ("name", "prepared", "outputs", "ttl", "key_index", "missing")
@@ -140,7 +202,7 @@ def _key_check(key: str, dtype: str, entity: str) -> Any:
     def fail(value: Any, row: int) -> RequestError:
         return RequestError(
             f"entity row {row}: join key '{key}' of entity '{entity}' must be {expected} ({dtype}), "
-            f"got {value!r} ({type(value).__name__})"
+            f"got {shown(value)} ({type(value).__name__})"
         )
 
     if dtype in ("int32", "int64"):
@@ -179,14 +241,14 @@ def _key_check(key: str, dtype: str, entity: str) -> Any:
 class OnlineReader:
     """Reads features from the store's online store; build once, call ``read`` per request."""
 
-    def __init__(self, store: "FeatureStore"):
+    def __init__(self, store: "FeatureStore", timeout: float | None = None):
         from featurehouse.sync import open_backend
 
         self.repo: FeatureRepo = store.repo
         self._backend = open_backend(self.repo.config.online_store, store.repo_path)
-        self._reader: Reader = self._backend.reader()
-        self._plans: dict[Any, _Plan] = {}
-        self._lock = threading.Lock()
+        # timeout: each store call gives up after about that many seconds (the server's deadline)
+        self._reader: Reader = self._backend.reader(timeout)
+        self._plans = BoundedCache()
 
     def close(self) -> None:
         self._reader.close()
@@ -197,11 +259,16 @@ class OnlineReader:
         plan = self._plans.get(cache_key)
         if plan is None:
             plan = self._build_plan(features, full_feature_names)
-            with self._lock:
-                if len(self._plans) > 1024:  # a bound, in case callers send ever-new lists
-                    self._plans.clear()
-                self._plans[cache_key] = plan
+            self._plans.put(cache_key, plan)
         return plan
+
+    def ping(self) -> None:
+        """One round trip to the online store; OnlineStoreError when it does not answer."""
+        self._reader.ping()
+
+    def interrupt(self, thread_id: int) -> None:
+        """Make the store call running in thread ``thread_id`` fail now (the caller's deadline passed)."""
+        self._reader.interrupt(thread_id)
 
     def _build_plan(self, features: Sequence[str] | str, full_feature_names: bool) -> _Plan:
         from featurehouse.join_plan import JoinPlan, check_output_names
@@ -274,15 +341,23 @@ class OnlineReader:
             missing = view.missing
             if rows is None:  # the view was never synced: nothing is known of any entity
                 rows, missing = [None] * n, None
+            unsynced = getattr(rows, "unsynced", None)
+            if unsynced and missing is not None:  # an empty window is known only of synced features
+                missing = [None if j in unsynced else v for j, v in enumerate(missing)]
             cutoff = now - view.ttl if view.ttl is not None else None
             view_status: list[str] = []
             view_stamps: list[datetime | None] = []
             view_values: list[Any] = []
+            marked = bool(unsynced)  # some values are markers (UNSYNCED, INVALID): statuses per feature
             for row in rows:
                 if row is None:
                     view_status.append(NOT_FOUND)
                     view_stamps.append(None)
                     view_values.append(missing)
+                elif row[0] is INVALID:  # the event time is damaged: nothing of the row can be trusted
+                    view_status.append(INVALID_STATUS)
+                    view_stamps.append(None)
+                    view_values.append(None)
                 elif cutoff is not None and row[0] < cutoff:
                     view_status.append(OUTSIDE_MAX_AGE)
                     view_stamps.append(row[0])
@@ -291,9 +366,19 @@ class OnlineReader:
                     view_status.append(PRESENT)
                     view_stamps.append(row[0])
                     view_values.append(row[1])
+                    if not marked and any(isinstance(v, Marker) for v in row[1]):
+                        marked = True
             for j, name in enumerate(view.outputs):
-                values[name] = [None if r is None else r[j] for r in view_values]
-                statuses[name] = view_status if j == 0 else list(view_status)
+                column = [None if r is None else r[j] for r in view_values]
+                status = view_status if j == 0 else list(view_status)
+                if marked:
+                    status = list(status)
+                    for i, v in enumerate(column):
+                        if isinstance(v, Marker):
+                            status[i] = NOT_FOUND if v is UNSYNCED else INVALID_STATUS
+                            column[i] = None
+                values[name] = column
+                statuses[name] = status
                 stamps[name] = view_stamps if j == 0 else list(view_stamps)
         return OnlineResponse(plan.feature_names, values, statuses, stamps)
 
@@ -310,7 +395,7 @@ def _entity_columns(plan: _Plan, entity_rows: Any) -> list[list[Any]]:
             column = entity_rows[key]
             if isinstance(column, (str, bytes, Mapping)) or not isinstance(column, Iterable):
                 raise RequestError(f"entity column '{key}' must be a list of values, such as "
-                                   f"{{'{key}': [{column!r}]}}, not {type(column).__name__}")
+                                   f"{{'{key}': [{shown(column)}]}}, not {type(column).__name__}")
             column = list(column)
             if length is not None and len(column) != length:
                 raise RequestError(f"entity column '{key}' has {len(column)} values, but '{plan.keys[0]}' has {length}")

@@ -41,11 +41,31 @@ def cache_key(root: Path, target: DbtTarget, call: str) -> str:
         if path.is_file():
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
+    digest.update(json.dumps(_ref_locations(root, call)).encode())
     return digest.hexdigest()[:32]
+
+
+def _ref_locations(root: Path, call: str) -> list[list[str | None]]:
+    """Where dbt last placed each model the call refs (target/manifest.json): a config that moves
+    them (a models .yml's ``config: schema:`` too) gives a new key once dbt has built it."""
+    from featurehouse import manifest
+
+    found = manifest.load(root)
+    if found is None:
+        return []
+    locations = []
+    for name in sorted(set(re.findall(r"ref\((?:'([^']*)'|\"([^\"]*)\")\)", call))):
+        model = name[0] or name[1]
+        node = found.find(model)
+        locations.append([model, node.database, node.schema, node.alias] if node else [model, None, None, None])
+    return locations
 
 
 def render(root: Path, target: DbtTarget, call: str) -> str:
     """The SQL that ``{{ call }}`` renders to in this repo's dbt project and target."""
+    from featurehouse.package_macros import check_version
+
+    check_version(root)  # a cached rendering would hide macros of another featurehouse version
     path = root / CACHE_DIR / f"{cache_key(root, target, call)}.sql"
     if path.is_file():
         return path.read_text()

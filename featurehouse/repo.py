@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from featurehouse.errors import ConfigError, RequestError, SpecError, did_you_mean
+from featurehouse.errors import ConfigError, RequestError, SpecError, did_you_mean, excerpt
 from featurehouse.specs import (
     KIND_LABELS,
     MAX_IDENTIFIER_LENGTH,
@@ -29,6 +29,7 @@ from featurehouse.specs import (
     Source,
     SpecFile,
     TrainingSet,
+    jinja_opener,
 )
 from featurehouse.yaml_lines import LineMap, load_yaml_with_lines
 
@@ -142,7 +143,7 @@ class FeatureRepo:
 
     def _parse_ref(self, ref: object) -> tuple[str, list[str]]:
         if not isinstance(ref, str) or not ref:
-            raise RequestError(f"expected a feature ref such as 'driver_hourly_stats:conv_rate', got {ref!r}")
+            raise RequestError(f"expected a feature ref such as 'driver_hourly_stats:conv_rate', got {excerpt(ref)}")
         view_name, _, feature_name = ref.partition(":")
         if ref in self.feature_services and ref not in self.feature_views:
             raise RequestError(f"'{ref}' is a feature service, not a feature view: ask for it alone "
@@ -193,10 +194,62 @@ def expand_env(value: str, where: str, file: str | None = None, line: int | None
     return _ENV_VAR.sub(replace, value)
 
 
+def expand_url_env(url: str, where: str, file: str | None = None, line: int | None = None) -> str:
+    """``expand_env`` for a URL: values substituted into its user info or query are percent-encoded.
+
+    So a password such as ``Sup3r@Secret/9`` stays a password instead of turning into a host
+    name. A variable that holds the whole URL (or its scheme) is taken as it is.
+    """
+    from urllib.parse import quote
+
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        return expand_env(url, where, file, line)
+    rest = url[scheme_end + 3:]
+    host_start = rest.rfind("@") + 1  # the template's user info ends at its last '@'
+    path_start = min((i for i in (rest.find("/", host_start), rest.find("?", host_start)) if i >= 0), default=len(rest))
+    query_start = rest.find("?", host_start)
+    pieces = [(url[:scheme_end + 3], False), (rest[:host_start], True), (rest[host_start:path_start], False)]
+    if query_start >= 0:
+        pieces += [(rest[path_start:query_start], False), (rest[query_start:], True)]
+    else:
+        pieces.append((rest[path_start:], False))
+    out = []
+    for text, encode in pieces:
+        if encode:
+            text = _ENV_VAR.sub(lambda m: quote(expand_env(m.group(0), where, file, line), safe=""), text)
+        else:
+            text = expand_env(text, where, file, line)
+        out.append(text)
+    return "".join(out)
+
+
+def _check_url(store: Any, line: int | None) -> None:
+    """A Postgres or Redis URL that cannot work is one sentence at load time (the URL redacted)."""
+    from urllib.parse import urlsplit
+
+    url = str(store.url)
+    schemes = {"postgres": ("postgresql", "postgres"), "redis": ("redis", "rediss", "unix")}[store.type]
+    if store.type == "postgres" and "://" not in url:
+        return  # a libpq key=value string: libpq checks it
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise SpecError(f"online_store.url must start with {' or '.join(s + '://' for s in schemes)} for type "
+                        f"{store.type}, not {(parts.scheme + '://') if parts.scheme else 'no scheme'}", CONFIG_FILE, line)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError:
+        port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        shown = port if port.isdigit() or len(port) < 12 else "(not a number)"
+        raise SpecError(f"online_store.url (host {parts.hostname or 'localhost'}) has the port {shown!r}, "
+                        "which is not a number from 1 to 65535", CONFIG_FILE, line) from None
+
+
 def load_config(root: Path) -> ProjectConfig:
     path = root / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; run 'featurehouse init DIR' to create a feature repo")
+    _check_inside_repo(root, path, CONFIG_FILE)
     data, lines = load_yaml_with_lines(path, CONFIG_FILE)
     if not isinstance(data, dict):
         raise SpecError("expected a mapping with at least 'project:'", CONFIG_FILE, 1)
@@ -218,7 +271,8 @@ def load_config(root: Path) -> ProjectConfig:
     for key in ("path", "url"):
         value = getattr(store, key)
         if value:
-            updates[key] = expand_env(value, f"online_store.{key}", CONFIG_FILE, lines.line(("online_store", key)))
+            expand = expand_url_env if key == "url" else expand_env
+            updates[key] = expand(value, f"online_store.{key}", CONFIG_FILE, lines.line(("online_store", key)))
     if store.type == "sqlite" and not (updates.get("path") or store.path):
         updates["path"] = "data/online.db"
     if store.type in ("postgres", "redis") and not (updates.get("url") or store.url):
@@ -230,6 +284,8 @@ def load_config(root: Path) -> ProjectConfig:
         )
     if updates:
         config = config.model_copy(update={"online_store": store.model_copy(update=updates)})
+    if config.online_store.type in ("postgres", "redis"):
+        _check_url(config.online_store, lines.line(("online_store", "url")))
     return config
 
 
@@ -248,6 +304,9 @@ def load_repo(start: str | os.PathLike[str] = ".") -> FeatureRepo:
     repo = FeatureRepo(root=root, config=config)
     for path in spec_files(specs_dir):
         display = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+        # the specs folder featurehouse.yml names may be elsewhere (shared specs), but what
+        # it holds may not lead out of it
+        _check_inside_repo(root, path, display, specs_dir)
         spec_file, lines = _load_spec_file(path, display)
         repo.line_maps[display] = lines
         repo.spec_files.append(path)
@@ -268,7 +327,60 @@ def spec_files(specs_dir: Path) -> list[Path]:
     )
 
 
+def _check_inside_repo(root: Path, path: Path, display: str, specs_dir: Path | None = None) -> None:
+    """Refuse a spec or config file that is a link to a file outside the repo (``/etc/shadow``)
+    and outside the specs folder featurehouse.yml names: featurehouse reads the repo, and its
+    error messages must not show another file's text."""
+    target = path.resolve()
+    allowed = [root.resolve()] + ([specs_dir.resolve()] if specs_dir is not None else [])
+    if not any(target.is_relative_to(folder) for folder in allowed):
+        raise SpecError("this file is a link to a file outside the feature repo; featurehouse reads only files inside "
+                        f"{root}: copy the file into the repo instead", display)
+
+
+def _refuse_templates(document: dict[str, Any], lines: LineMap, file: str) -> None:
+    """No string anywhere in a spec file (key or value) may open Jinja.
+
+    Descriptions, owners and tags land in schema.yml and expressions in the models, and dbt
+    renders both: ``owner: "{{ env_var('SECRET') }}"`` would put a secret into the manifest,
+    ``{{ run_query(...) }}`` would run SQL. Specs hold text and SQL, never templates
+    (docs/decisions/0009-no-templates-from-specs.md); the compiler checks what it emits too.
+    """
+    for loc, text, is_key in _strings(document, ()):
+        mark = jinja_opener(text)
+        if mark is None:
+            continue
+        subject = _subject(document, loc)
+        inner = loc[4:] if ", feature '" in subject else loc[2:] if subject else loc
+        field_path = _field_path(inner[:-1] if is_key else inner)
+        what = f"{field_path}: the key {excerpt(text)}" if is_key else field_path
+        advice = ("write plain SQL over source columns" if loc[-1] == "expression" and not is_key
+                  else "specs hold plain text and SQL, not templates: remove it")
+        message = (f"{what} contains '{mark}', which dbt would render as Jinja (a template can read environment "
+                   f"variables and run SQL); {advice}").lstrip(": ")
+        raise SpecError(f"{subject}: {message}" if subject else message, file, lines.line(loc))
+
+
+def _strings(data: Any, loc: tuple[Any, ...]) -> typing.Iterator[tuple[tuple[Any, ...], str, bool]]:
+    """(location, text, is it a key) of every string in a loaded YAML document."""
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        here = (*loc, key)
+        if isinstance(data, dict) and isinstance(key, str):
+            yield here, key, True
+        if isinstance(value, str):
+            yield here, value, False
+        else:
+            yield from _strings(value, here)
+
+
 def _load_spec_file(path: Path, display: str) -> tuple[SpecFile, LineMap]:
+    mark = jinja_opener(display)
+    if mark:  # the name is written into the models' headers and schema.yml, which dbt renders
+        raise SpecError(f"the file name contains '{mark}', which dbt would render as Jinja; rename the file", display)
+    if not display.isprintable():  # a newline would end the header's SQL comment: what follows would run
+        raise SpecError("the file name contains a newline or another control character; rename the file",
+                        excerpt(display, 200))
     data, lines = load_yaml_with_lines(path, display)
     if data is None:
         return SpecFile(), lines
@@ -276,6 +388,7 @@ def _load_spec_file(path: Path, display: str) -> tuple[SpecFile, LineMap]:
         raise SpecError(
             f"expected a mapping with keys {', '.join(KIND_LABELS)}, got {type(data).__name__}", display, 1
         )
+    _refuse_templates(data, lines, display)
     try:
         return SpecFile.model_validate(data), lines
     except ValidationError as error:
@@ -474,7 +587,7 @@ def _spec_error(
             text = text[len("Value error, "):]
         elif kind == "literal_error":
             choices = re.findall(r"'([^']*)'", str(first.get("ctx", {}).get("expected", "")))
-            text = (f"expected {first['ctx']['expected']}, got {first.get('input')!r}"
+            text = (f"expected {first['ctx']['expected']}, got {excerpt(first.get('input'))}"
                     f"{did_you_mean(str(first.get('input')), choices)}")
         elif kind in ("model_type", "model_attributes_type", "dict_type"):
             example = " such as {name: conv_rate, dtype: float32}" if inner[-2:-1] == ("schema",) else ""
@@ -509,13 +622,12 @@ def _shown(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, dict):
         return "a mapping"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return excerpt(value)
 
 
 def _printable(name: str) -> str:
     """``conv_rate\\n`` for a name with a newline, so that the message stays one line."""
-    return name if name.isprintable() else repr(name)[1:-1]
+    return name if name.isprintable() and len(name) <= 60 else excerpt(name)[1:-1]
 
 
 def _subject(data: Any, loc: tuple[Any, ...]) -> str:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from featurehouse.durations import parse_duration
+from featurehouse.errors import excerpt
 
 # \Z, not $: "$" also matches before a trailing newline, and "conv_rate\n" is no identifier
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -57,19 +58,21 @@ def check_identifier(value: str) -> str:
         # a name with dashes, dots or spaces has an obvious identifier spelling; one with
         # quotes or semicolons looks like SQL, and guessing a name for it would not help
         plain = re.sub(r"[-. ]", "_", value) if isinstance(value, str) else ""
-        hint = f" (did you mean '{plain}'?)" if plain != value and IDENTIFIER.match(plain) else ""
+        suggest = plain != value and IDENTIFIER.match(plain) and len(plain) <= MAX_IDENTIFIER_LENGTH
+        hint = f" (did you mean '{plain}'?)" if suggest else ""
         raise ValueError(
-            f"expected a plain identifier (letters, digits and _, not starting with a digit), got {value!r}{hint}"
+            "expected a plain identifier (letters, digits and _, not starting with a digit), "
+            f"got {excerpt(value)}{hint}"
         )
     if len(value) > MAX_IDENTIFIER_LENGTH:
-        raise ValueError(f"names are at most {MAX_IDENTIFIER_LENGTH} characters, {value!r} has {len(value)}")
+        raise ValueError(f"names are at most {MAX_IDENTIFIER_LENGTH} characters, {excerpt(value)} has {len(value)}")
     return value
 
 
 def check_key_dtype(value: str) -> str:
     dtype = check_dtype(value)
     if dtype.startswith("array<"):
-        raise ValueError(f"join keys are scalars: expected one of {', '.join(SCALAR_DTYPES)}, got {value!r}")
+        raise ValueError(f"join keys are scalars: expected one of {', '.join(SCALAR_DTYPES)}, got {excerpt(value)}")
     return dtype
 
 
@@ -84,17 +87,31 @@ def check_dtype(value: str) -> str:
     from featurehouse.errors import did_you_mean
 
     hint = did_you_mean(str(value), SCALAR_DTYPES) or " (arrays are written array<float32>)"
-    raise ValueError(f"expected one of {', '.join(SCALAR_DTYPES)} or array<T>, got {value!r}{hint}")
+    raise ValueError(f"expected one of {', '.join(SCALAR_DTYPES)} or array<T>, got {excerpt(value)}{hint}")
 
 
 def _duration(value: object) -> int:
     return parse_duration(value)
 
 
+# What starts Jinja in a file dbt renders; no spec text may contain one
+# (docs/decisions/0009-no-templates-from-specs.md)
+JINJA_OPENERS = ("{{", "{%", "{#")
+
+
+def jinja_opener(text: str) -> str | None:
+    """The first Jinja opening delimiter in ``text`` (``{{``, ``{%`` or ``{#``), or None.
+
+    Only openers matter: outside a tag, Jinja copies ``}}``, ``%}`` and ``#}`` as text, and
+    featurehouse never places spec text inside a tag (only validated identifiers go there).
+    """
+    return next((mark for mark in JINJA_OPENERS if mark in text), None)
+
+
 def check_path(value: str) -> str:
     # the path lands in a dbt model, where Jinja would be rendered
-    if any(mark in value for mark in ("{{", "{%", "{#")):
-        raise ValueError(f"expected a file path without Jinja ({{{{, {{% or {{#), got {value!r}")
+    if jinja_opener(value):
+        raise ValueError(f"expected a file path without Jinja ({{{{, {{% or {{#), got {excerpt(value)}")
     return value
 
 
@@ -157,7 +174,7 @@ def _check_dotted(value: str, field: str, max_parts: int, exact: bool = False) -
     parts = value.split(".")
     if (exact and len(parts) != max_parts) or len(parts) > max_parts or not all(IDENTIFIER.match(p) for p in parts):
         example = "raw.driver_stats (dbt source name, then table name)" if exact else "schema.table"
-        raise ValueError(f"{field}: expected {example}, got {value!r}")
+        raise ValueError(f"{field}: expected {example}, got {excerpt(value)}")
 
 
 class Feature(SpecModel):
@@ -197,7 +214,7 @@ class Aggregation(SpecModel):
             closest = lowered if lowered in AGGREGATION_FUNCTIONS else _FUNCTION_SYNONYMS.get(lowered)
             hint = f" (did you mean '{closest}'?)" if closest else did_you_mean(lowered, AGGREGATION_FUNCTIONS)
             raise ValueError(
-                f"function: expected one of {', '.join(AGGREGATION_FUNCTIONS)}, got {self.function!r}{hint}"
+                f"function: expected one of {', '.join(AGGREGATION_FUNCTIONS)}, got {excerpt(self.function)}{hint}"
             )
         if self.window <= 0:
             raise ValueError("window: an aggregation needs a window greater than 0")
@@ -332,3 +349,5 @@ class ProjectConfig(SpecModel):
     specs: str = "feature_specs"
     online_store: OnlineStoreConfig = OnlineStoreConfig()
     models_dir: str = "models/featurehouse"
+    # a folder: `featurehouse sync` keeps a read-only copy of a DuckDB warehouse there for BI tools
+    bi_export: str | None = None

@@ -68,7 +68,7 @@ class FeatureStore:
     def _warehouse(self) -> "Warehouse":
         from featurehouse.warehouse import connect
 
-        return connect(self.target, self.repo_path)
+        return connect(self.target, self.repo_path, models_dir=self.repo.root / self.repo.config.models_dir)
 
     # ---- offline ------------------------------------------------------------------------
     def get_historical_features(

@@ -19,6 +19,8 @@ from featurehouse.errors import WarehouseError
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from featurehouse.manifest import Relations
+
 SPINE_PLACEHOLDER = "__fh_spine_input"
 
 
@@ -28,9 +30,13 @@ class Warehouse:
     dialect: str
     target: DbtTarget
     location: str = ""  # the database itself: a DuckDB file, a Postgres host and database
+    # where dbt put each model (target/manifest.json); set by connect()
+    relations: "Relations | None" = None
 
     def relation(self, model: str) -> str:
         """The quoted, schema-qualified name dbt gives ``model`` in this target."""
+        if self.relations is not None:
+            return self.relations.relation(model)
         return f'"{self.target.schema}"."{model}"'
 
     def origin(self, model: str) -> str:
@@ -72,6 +78,7 @@ class DuckDBWarehouse(Warehouse):
         if path != ":memory:" and not Path(path).is_absolute():
             path = str(root / path)
         self.location = f"duckdb:{path}"
+        self.path = None if path == ":memory:" else path
         if path != ":memory:" and not Path(path).exists():
             raise WarehouseError(
                 f"the DuckDB warehouse {path} does not exist yet; run 'dbt build' first"
@@ -111,9 +118,28 @@ class DuckDBWarehouse(Warehouse):
                 ) from None
 
     def relation(self, model: str) -> str:
+        if self.relations is not None:
+            return self.relations.relation(model)
         database = self.target.config.get("database")
         prefix = f'"{database}".' if database else ""
         return f'{prefix}"{self.target.schema}"."{model}"'
+
+    def copy_database_to(self, path: Path) -> None:
+        """Copy every schema, table and view of this database into a new DuckDB file at ``path``."""
+        import duckdb
+
+        alias = "__fh_export"
+        literal = "'" + str(path).replace("'", "''") + "'"
+        try:
+            source = self._con.execute("select current_database()").fetchone()[0]
+            # the warehouse stays read-only; only the new file is written
+            self._con.execute(f"ATTACH {literal} AS {alias} (READ_WRITE)").fetchall()
+            try:
+                self._con.execute(f'COPY FROM DATABASE "{source}" TO {alias}').fetchall()
+            finally:
+                self._con.execute(f"DETACH {alias}").fetchall()
+        except duckdb.Error as error:
+            raise WarehouseError(_first_line(error)) from None
 
     def arrow(self, sql: str) -> "pa.Table":
         import duckdb
@@ -339,13 +365,20 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def connect(target: DbtTarget, root: Path, read_only: bool = True) -> Warehouse:
-    """A connection to the dbt target's warehouse."""
+def connect(target: DbtTarget, root: Path, read_only: bool = True, models_dir: Path | None = None) -> Warehouse:
+    """A connection to the dbt target's warehouse; model relations as dbt's manifest places them
+    (``models_dir``: the folder of the generated models, for staleness and to tell them apart)."""
+    from featurehouse.manifest import Relations
+
+    warehouse: Warehouse
     if target.type == "duckdb":
-        return DuckDBWarehouse(target, root, read_only=read_only)
-    if target.type == "postgres":
-        return PostgresWarehouse(target)
-    raise WarehouseError(
-        f"the dbt target '{target.target_name}' is of type '{target.type}'; featurehouse's Python side "
-        "reads from duckdb and postgres (the dbt models and macros run on any adapter)"
-    )
+        warehouse = DuckDBWarehouse(target, root, read_only=read_only)
+    elif target.type == "postgres":
+        warehouse = PostgresWarehouse(target)
+    else:
+        raise WarehouseError(
+            f"the dbt target '{target.target_name}' is of type '{target.type}'; featurehouse's Python side "
+            "reads from duckdb and postgres (the dbt models and macros run on any adapter)"
+        )
+    warehouse.relations = Relations(root, target, models_dir)
+    return warehouse

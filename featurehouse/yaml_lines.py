@@ -1,4 +1,10 @@
-"""Load YAML while remembering the line each value came from, so errors can name it."""
+"""Load YAML while remembering the line each value came from, so errors can name it.
+
+Spec files are input, not trusted code: the loader is PyYAML's safe one, and it bounds
+what a small file can make it do (docs/decisions/0009-no-templates-from-specs.md): file
+size, nesting depth, and the values aliases and merge keys may add (a "billion laughs"
+file stops at once with one line instead of taking minutes and gigabytes).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,52 @@ from typing import Any
 
 import yaml
 
-from featurehouse.errors import SpecError
+from featurehouse.errors import SpecError, excerpt
 
 Location = tuple[Any, ...]
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64
+# values that aliases (*name) and merge keys (<<) may add on top of those written in the
+# file: generous for shared defaults, far below what a nested alias bomb expands to
+MIN_ALIAS_BUDGET = 10_000
+ALIAS_BUDGET_FACTOR = 10
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that counts the nodes it composes and refuses deep nesting
+    (PyYAML's composer recurses: 5,000 nested brackets would overflow Python's stack)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.composed = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if not self.check_event(yaml.AliasEvent):
+            self.composed += 1
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise SpecError(f"values are nested more than {MAX_DEPTH} levels deep", None, line)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Budget:
+    """How many values construction may still build; aliases count every time they are used."""
+
+    def __init__(self, composed: int) -> None:
+        self.left = composed + max(MIN_ALIAS_BUDGET, ALIAS_BUDGET_FACTOR * composed)
+
+    def spend(self, count: int, node: yaml.Node) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise SpecError("aliases (*name) and merge keys (<<) expand to too many values (an alias bomb?); "
+                            "write the values out or share fewer levels", None, node.start_mark.line + 1)
 
 
 class LineMap:
@@ -37,39 +85,62 @@ class LineMap:
         return self._lines.get((), None)
 
 
-def _construct(node: yaml.Node, path: Location, lines: LineMap, loader: yaml.SafeLoader) -> Any:
+def _construct(node: yaml.Node, path: Location, lines: LineMap, loader: yaml.SafeLoader,
+               budget: _Budget, parents: tuple[int, ...] = ()) -> Any:
     lines.record(path, node.start_mark.line + 1)
+    budget.spend(1, node)
+    if id(node) in parents:  # &a [*a]: an alias inside the value it names
+        raise SpecError("an alias (*name) is used inside the value it names, which would never end",
+                        None, node.start_mark.line + 1)
+    if len(parents) >= MAX_DEPTH:
+        raise SpecError(f"values are nested more than {MAX_DEPTH} levels deep", None, node.start_mark.line + 1)
+    parents = (*parents, id(node))
     if isinstance(node, yaml.MappingNode):
-        pairs, merged = _merged_pairs(node)
+        pairs, merged = _merged_pairs(node, budget)
         result: dict[Any, Any] = {}
         own_keys: set[Any] = set()
         for index, (key_node, value_node) in enumerate(pairs):
-            key = loader.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
+            # PyYAML builds an aliased value once and shares it, so even a key that is an alias
+            # bomb costs only the nodes written; excerpt() shows a bounded part of it
+            key = _scalar(key_node, loader)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                raise SpecError(f"a key must be a plain name, not {type(key).__name__} {key!r}", None, line)
+                raise SpecError(f"a key must be a plain name, not {type(key).__name__} {excerpt(key)}", None, line)
             if index >= merged:
                 if key in own_keys:
-                    raise SpecError(f"key '{key}' appears twice in the same mapping", None, line)
+                    raise SpecError(f"key {excerpt(key)} appears twice in the same mapping", None, line)
                 own_keys.add(key)
             if key in result:  # overrides a merged value: point at the value that wins
                 lines.forget(path + (key,))
             # the key's own line is the most useful place to point at
             lines.record(path + (key,), line)
-            result[key] = _construct(value_node, path + (key,), lines, loader)
+            result[key] = _construct(value_node, path + (key,), lines, loader, budget, parents)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), lines, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [_construct(item, path + (i,), lines, loader, budget, parents) for i, item in enumerate(node.value)]
+    return _scalar(node, loader)
 
 
-def _merged_pairs(node: yaml.MappingNode) -> tuple[list[tuple[yaml.Node, yaml.Node]], int]:
+def _scalar(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
+    """A scalar's value; one the type it looks like cannot hold (a 5,000-digit number,
+    month 13) is an error on its line, not a traceback."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as error:
+        raise SpecError(f"cannot read the value {excerpt(node.value)}: {str(error)[:80]}; "
+                        "quote it to keep it as text", None, node.start_mark.line + 1) from None
+
+
+def _merged_pairs(node: yaml.MappingNode, budget: _Budget,
+                  parents: tuple[int, ...] = ()) -> tuple[list[tuple[yaml.Node, yaml.Node]], int]:
     """The (key, value) pairs of a mapping with its ``<<: *defaults`` merge keys expanded.
 
     Merged pairs come first, so that the mapping's own keys override them, and of several
     merged mappings the first wins, as YAML says; returns the pairs and how many were merged.
     PyYAML's ``flatten_mapping`` would do this too, but it rewrites shared (aliased) nodes.
     """
+    if id(node) in parents or len(parents) >= MAX_DEPTH:  # &a {<<: *a}
+        raise SpecError("a merge key (<<) merges a mapping into itself", None, node.start_mark.line + 1)
     merged: list[tuple[yaml.Node, yaml.Node]] = []
     own: list[tuple[yaml.Node, yaml.Node]] = []
     for key_node, value_node in node.value:
@@ -84,7 +155,9 @@ def _merged_pairs(node: yaml.MappingNode) -> tuple[list[tuple[yaml.Node, yaml.No
             if not isinstance(source, yaml.MappingNode):
                 raise SpecError("a '<<' merge key takes a mapping or a list of mappings", None,
                                 key_node.start_mark.line + 1)
-            merged.extend(_merged_pairs(source)[0])
+            pairs = _merged_pairs(source, budget, (*parents, id(node)))[0]
+            budget.spend(len(pairs), key_node)
+            merged.extend(pairs)
     return merged + own, len(merged)
 
 
@@ -109,24 +182,30 @@ def _yaml_problem(error: yaml.MarkedYAMLError) -> str:
 def load_yaml_with_lines(path: Path, display_name: str | None = None) -> tuple[Any, LineMap]:
     """Parse one YAML file; return its data and a LineMap. Syntax errors become SpecError."""
     name = display_name or str(path)
-    data = path.read_bytes()
+    with path.open("rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise SpecError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; split it into several "
+                        "spec files", name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise SpecError(f"the file is not UTF-8 text (byte 0x{data[error.start]:02x}); save it as UTF-8",
                         name, line) from None
-    loader = yaml.SafeLoader(text)
+    loader = _BoundedLoader(text)
     lines = LineMap()
     try:
         node = loader.get_single_node()
         if node is None:
             return None, lines
-        return _construct(node, (), lines, loader), lines
+        return _construct(node, (), lines, loader, _Budget(loader.composed)), lines
     except SpecError as error:
         raise SpecError(error.message, name, error.line) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        raise SpecError(f"invalid YAML: {_yaml_problem(error)}", name, mark.line + 1 if mark else None) from None
+        problem = _yaml_problem(error)  # may quote the input (an undefined alias's name): keep it short
+        problem = problem if len(problem) <= 160 else problem[:157] + "..."
+        raise SpecError(f"invalid YAML: {problem}", name, mark.line + 1 if mark else None) from None
     finally:
         loader.dispose()

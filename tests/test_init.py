@@ -31,8 +31,12 @@ def test_scaffold_is_a_dbt_project_using_this_package(repo: Path) -> None:
                  "feature_specs/drivers.yml", "seeds/raw_driver_stats.csv", "models/featurehouse/schema.yml"):
         assert (repo / name).is_file(), name
     assert "name: my_features\n" in (repo / "dbt_project.yml").read_text()
-    assert (repo / "packages.yml").read_text() == f"packages:\n  - local: {CHECKOUT.as_posix()}\n"
-    assert (repo / "dbt_packages" / "featurehouse" / "macros").is_dir()
+    # the macros travel with the repo (git clone, then dbt deps): no path to this checkout
+    assert "  - local: vendor/featurehouse\n" in (repo / "packages.yml").read_text()
+    assert CHECKOUT.as_posix() not in (repo / "packages.yml").read_text()
+    for macro in (CHECKOUT / "macros").glob("*.sql"):
+        assert (repo / "vendor" / "featurehouse" / "macros" / macro.name).read_bytes() == macro.read_bytes()
+    assert (repo / "dbt_packages" / "featurehouse" / "macros" / "point_in_time_join.sql").is_file()
 
 
 def test_scaffold_is_compiled_already(repo: Path) -> None:

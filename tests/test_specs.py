@@ -132,8 +132,8 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
     ("expression that is not SQL", {"drivers.yml": with_expression("trips *")}, CONFIG,
      f"{EXPRESSION} 'trips *' is not valid SQL near '*' (column 7)"),
     ("expression with Jinja", {"drivers.yml": with_expression("'{{ env_var(\\\"SECRET\\\") }}'")}, CONFIG,
-     f"{EXPRESSION} '\\'{{{{ env_var(\"SECRET\") }}}}\\'' may not contain Jinja ({{{{, {{% or {{#): "
-     "write plain SQL over source columns"),
+     f"{EXPRESSION} contains '{{{{', which dbt would render as Jinja (a template can read environment variables "
+     "and run SQL); write plain SQL over source columns"),
     ("feature named like a join key", {"drivers.yml": edit("{name: trips, dtype: int64}", "{name: driver_id, dtype: int64}")},
      CONFIG, f"{F}:16: feature view 'driver_hourly_stats': feature 'driver_id' has the name of the join key of "
      "entity 'driver'; rename the feature"),

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from featurehouse.errors import OnlineStoreError, RequestError, did_you_mean
 from featurehouse.sync.base import Backend, SyncBusyError
-from featurehouse.sync.layout import STATE_TABLE, ViewLayout, utc_now
+from featurehouse.sync.layout import STATE_TABLE, CorruptStateError, ViewLayout, utc_now
 from featurehouse.sync.snapshot import read_changes, read_snapshot_table
 
 if TYPE_CHECKING:
+    from featurehouse.bi_export import ExportResult
     from featurehouse.repo import FeatureRepo
     from featurehouse.specs import OnlineStoreConfig
     from featurehouse.store import FeatureStore
@@ -77,16 +78,22 @@ class ViewReport:
     fetched: int = 0  # of those, rows that left the warehouse (all of them without a watermark)
     written: int = 0
     full_refresh: bool = False
+    # rows not written because the store holds a row that beats them (a sync never writes an
+    # older row over a newer one): the store and this snapshot disagree on them
+    kept: int = 0
 
     @property
     def unchanged(self) -> int:
-        return self.rows_read - self.written
+        return self.rows_read - self.written - self.kept
 
 
 @dataclass
 class SyncReport:
     views: list[ViewReport] = field(default_factory=list)
     seconds: float = 0.0
+    # generated models that changed after the last dbt build (their tables are stale)
+    warnings: list[str] = field(default_factory=list)
+    bi_export: "ExportResult | None" = None  # the copy for BI tools, when featurehouse.yml asks for one
 
     @property
     def rows_read(self) -> int:
@@ -104,11 +111,21 @@ class SyncReport:
     def unchanged(self) -> int:
         return sum(v.unchanged for v in self.views)
 
+    @property
+    def kept(self) -> int:
+        return sum(v.kept for v in self.views)
+
     def summary(self) -> str:
         names = ", ".join(v.view + (" (full refresh)" if v.full_refresh else "") for v in self.views)
         fetched = "" if self.fetched == self.rows_read else f" ({self.fetched:,} fetched)"
-        return (f"synced {len(self.views)} view(s) [{names}]: {self.rows_read:,} rows read{fetched}, "
+        text = (f"synced {len(self.views)} view(s) [{names}]: {self.rows_read:,} rows read{fetched}, "
                 f"{self.written:,} written, {self.unchanged:,} unchanged in {self.seconds:.2f} s")
+        if self.kept:
+            views = ",".join(v.view for v in self.views if v.kept)
+            text += (f"\n{self.kept:,} kept: the store holds newer values than this snapshot "
+                     f"({', '.join(f'{v.view} {v.kept:,}' for v in self.views if v.kept)}); run "
+                     f"`featurehouse sync --full-refresh --views {views}` to replace them with this snapshot")
+        return text
 
 
 class Progress:
@@ -135,19 +152,28 @@ def sync(
 
     Views are synced one after the other, each in its own transaction. Raises OnlineStoreError /
     WarehouseError (store or warehouse unreachable: the failing view and those after it are
-    left as they were) and SyncBusyError (another sync holds the lock and ``wait`` ran out).
+    left as they were), SyncBusyError (another sync holds the lock and ``wait`` ran out) and
+    ConfigError (the repo's featurehouse macros are of another featurehouse version).
     """
+    from featurehouse.package_macros import check_version
+
     started = time.perf_counter()
+    check_version(store.repo_path)  # the online models were built by these macros
     progress = progress or Progress()
     layouts = online_layouts(store.repo, views)
     backend = open_backend(store.repo.config.online_store, store.repo_path)
     report = SyncReport()
     warehouse = store._warehouse()  # first: a missing warehouse must not leave an empty SQLite store behind
     try:
+        report.warnings = stale_models(warehouse, layouts)
         backend.connect()
         with backend.lock(wait):
             for layout in layouts:
                 report.views.append(_sync_view(backend, warehouse, layout, full_refresh, progress))
+            if store.repo.config.bi_export:
+                from featurehouse.bi_export import refresh
+
+                report.bi_export = refresh(warehouse, store.repo_path, store.repo.config.bi_export)
     finally:
         progress.finish()
         warehouse.close()
@@ -156,11 +182,29 @@ def sync(
     return report
 
 
+def stale_models(warehouse: "Warehouse", layouts: Sequence[ViewLayout]) -> list[str]:
+    """Why the tables of these views may be older than their generated models (see featurehouse.manifest)."""
+    if warehouse.relations is None:
+        return []
+    from featurehouse.join_plan import feature_view_model
+
+    return warehouse.relations.stale([m for lay in layouts for m in (feature_view_model(lay.name), lay.model)])
+
+
 def _sync_view(backend: Backend, warehouse: "Warehouse", layout: ViewLayout, full_refresh: bool,
                progress: Progress) -> ViewReport:
-    changes = read_changes(warehouse, layout, backend.read_state(layout), full_refresh, utc_now())
+    try:
+        previous = backend.read_state(layout)
+    except CorruptStateError:
+        if not full_refresh:
+            raise
+        previous = None  # what --full-refresh is for: rebuild the view and write a new state
+    changes = read_changes(warehouse, layout, previous, full_refresh, utc_now())
+    # the features (and dtypes) the store holds after this sync: readers answer only those
+    changes.state.features = dict(zip(layout.features, layout.dtypes))
     report = ViewReport(layout.name, rows_read=changes.state.rows, fetched=changes.rows.num_rows,
                         full_refresh=changes.changed is None)
     progress.start(layout.name, changes.to_write)
     report.written = backend.write(layout, changes.rows, changes.changed, changes.state, progress.advance)
+    report.kept = backend.kept
     return report

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +35,9 @@ class Backend:
     kind: str = ""
     description: str = ""
     _con: Any = None  # the store's connection, opened by connect() on first use
+    # rows the last write() did not write because the store holds a row that beats them
+    # (the monotonic rule); rows equal to the stored ones are not counted
+    kept: int = 0
 
     @property
     def con(self) -> Any:
@@ -71,7 +76,8 @@ class Backend:
         """
         raise NotImplementedError
 
-    def reader(self) -> "Reader":
+    def reader(self, timeout: float | None = None) -> "Reader":
+        """A reader; with ``timeout`` every store call it makes gives up after about that many seconds."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -90,6 +96,17 @@ class Reader:
         A view the store holds no synced snapshot of gives None instead of its list.
         """
         raise NotImplementedError
+
+    def ping(self) -> None:
+        """One round trip to the store; raise OnlineStoreError when it does not answer."""
+        raise NotImplementedError
+
+    def interrupt(self, thread_id: int) -> None:
+        """Make the store call running in thread ``thread_id`` fail now (its deadline passed).
+
+        Called from another thread; the interrupted call raises OnlineStoreError and the
+        thread's next call opens a new connection. A no-op when the thread holds none.
+        """
 
     def close(self) -> None:
         pass
@@ -119,9 +136,133 @@ def busy(description: str, owner: str, waited: float = 0) -> SyncBusyError:
     )
 
 
-def reason(error: BaseException) -> str:
+def reason(error: BaseException, url: str | None = None) -> str:
+    """The first line of ``error``'s message, with ``url``'s password (if any) blanked out."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    text = text.splitlines()[0] if text else type(error).__name__
+    return scrub(text, url) if url else text
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit to print: ``host:port/path``, never its user info or query (passwords)."""
+    from urllib.parse import urlsplit
+
+    if "://" not in url:  # a libpq key=value string: name only where it points
+        pairs = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url))
+        return f"{pairs.get('host', 'localhost')}:{pairs.get('port', 5432)}/{pairs.get('dbname', '')}".replace("'", "")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port  # raises ValueError when it is not a number in 0-65535
+    except ValueError:
+        return "(the configured URL, which does not parse)"
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None:
+        port = {"postgresql": 5432, "postgres": 5432, "redis": 6379, "rediss": 6379}.get(parts.scheme)
+    return f"{host}{'' if port is None else f':{port}'}{parts.path or ''}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets in ``url`` (its password, raw and decoded, and query values named like one)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    secrets: list[str] = []
+    for _, value in re.findall(r"(password|passfile|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", url):
+        secrets += [value, value.strip("'")]  # a libpq key=value string
+    try:
+        parts = urlsplit(url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        if ":" in userinfo:
+            secrets.append(userinfo.split(":", 1)[1])
+        for key, value in parse_qsl(parts.query, keep_blank_values=False):
+            if "pass" in key.lower() or "secret" in key.lower() or "token" in key.lower():
+                secrets.append(value)
+    except ValueError:
+        pass
+    secrets += [unquote(s) for s in secrets]
+    return sorted({s for s in secrets if s}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with every secret of ``url`` replaced by ``***`` (drivers may echo parts of a URL)."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+# ---- what readers hand back besides values ----------------------------------------------------------
+class Marker:
+    """A value that stands for a status, never for data."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+UNSYNCED = Marker("UNSYNCED")  # a feature the view declares but the store has not synced: NOT_FOUND
+INVALID = Marker("INVALID")  # a stored value that does not decode as its dtype: status INVALID
+
+_log = logging.getLogger("featurehouse.online")
+_reported: set[tuple[str, ...]] = set()
+
+
+def report_corrupt(store: str, view: str, key: Any, field: str, value: Any, problem: str) -> None:
+    """Log a corrupt stored value once per (store, view, entity, field): reads answer it INVALID."""
+    token = (store, view, repr(key), field)
+    if token in _reported:
+        return
+    if len(_reported) > 10_000:  # a bound: a badly damaged store must not grow this forever
+        _reported.clear()
+    _reported.add(token)
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:60] + "…"
+    _log.warning("%s: feature view '%s', entity %s, field '%s' holds %s, which is not valid (%s); reads answer it "
+                 "with status INVALID until a sync rewrites it ('featurehouse sync --full-refresh --views %s')",
+                 store, view, key, field, shown, problem, view)
+
+
+def decode_values(raw: Sequence[Any], decoders: Sequence[Any], on_bad: Callable[[int, Any, str], None]) -> list[Any]:
+    """``raw`` decoded by ``decoders`` (None: as is); a value a decoder rejects becomes INVALID."""
+    try:
+        return [v if d is None or v is None else d(v) for v, d in zip(raw, decoders)]
+    except Exception:  # noqa: BLE001 - one bad cell: decode one by one to find it
+        out = []
+        for i, (v, d) in enumerate(zip(raw, decoders)):
+            try:
+                out.append(v if d is None or v is None else d(v))
+            except Exception as error:  # noqa: BLE001 - any decoding failure is corruption
+                on_bad(i, v, reason(error))
+                out.append(INVALID)
+        return out
+
+
+def synced_mask(layout: "ViewLayout", features: Sequence[str], signature: str | None,
+                state_features: dict[str, str] | None) -> tuple[bool, ...]:
+    """Which of ``features`` the store holds as their current dtype, by the view's sync state.
+
+    A state with the layout's signature holds them all; a state of another layout holds
+    those it lists with the same dtype (a state written before features were recorded: none).
+    """
+    if signature == layout.signature:
+        return tuple(True for _ in features)
+    if state_features is None:
+        return tuple(False for _ in features)
+    return tuple(state_features.get(f) == layout.dtype(f) for f in features)
+
+
+class ViewRows(list):  # type: ignore[type-arg]
+    """A view's rows, and the positions of the requested features the store has not synced."""
+
+    __slots__ = ("unsynced",)
+
+    def __init__(self, rows: Any = (), unsynced: frozenset[int] = frozenset()):
+        super().__init__(rows)
+        self.unsynced = unsynced
 
 
 # ---- SQL pieces shared by SQLite and Postgres ----------------------------------------------------------

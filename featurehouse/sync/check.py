@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.specs import EVENT_TIMESTAMP
+from featurehouse.sync.layout import normalise
 
 if TYPE_CHECKING:
     from featurehouse.store import FeatureStore
@@ -43,7 +44,7 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
     import pyarrow as pa
 
     from featurehouse.online import OnlineReader
-    from featurehouse.sync import online_layouts, open_backend, read_snapshot_table
+    from featurehouse.sync import online_layouts, open_backend, read_snapshot_table, stale_models
 
     result = AuditResult()
     layouts = online_layouts(store.repo, views)
@@ -58,6 +59,8 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
     reader = OnlineReader(store)
     warehouse = store._warehouse()
     try:
+        # a stale table is not skew (the training data reads it too), but it explains old values
+        result.summaries.extend(f"stale build: {message}" for message in stale_models(warehouse, layouts))
         for layout in layouts:
             state = states.get(layout.name)
             if state is None:
@@ -65,7 +68,8 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
                 continue
             aggregation = store.repo.feature_views[layout.name].is_aggregation
             snapshot = read_snapshot_table(warehouse, layout)
-            keys = snapshot.select(list(layout.join_keys)).sort_by([(k, "ascending") for k in layout.join_keys])
+            keys = normalise(snapshot, layout).select([*layout.join_keys, EVENT_TIMESTAMP]).sort_by(
+                [(k, "ascending") for k in layout.join_keys])
             if keys.num_rows > sample:  # evenly spread over the key range, the same entities every run
                 step = keys.num_rows / sample
                 keys = keys.take(pa.array([int(i * step) for i in range(sample)]))
@@ -87,11 +91,12 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
             else:
                 times = [synced_at] * keys.num_rows
                 when = f"as of the sync at {_utc_text(synced_at)} UTC"
+            found = _store_against_snapshot(layout, keys, columns, online, result)
+            keys = keys.drop_columns([EVENT_TIMESTAMP])
             spine = keys.append_column(EVENT_TIMESTAMP, pa.array(
                 [t.astimezone(timezone.utc).replace(tzinfo=None) for t in times], type=pa.timestamp("us")))
             offline = store.get_historical_features(spine, refs, full_feature_names=True).to_arrow()
             same = _close if aggregation else _same
-            found = 0
             for i in range(keys.num_rows):
                 for feature in layout.features:
                     name = f"{layout.name}__{feature}"
@@ -109,6 +114,35 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
         warehouse.close()
         reader.close()
     return result
+
+
+def _store_against_snapshot(layout: Any, keys: Any, columns: dict[str, list[Any]], online: Any,
+                            result: AuditResult) -> int:
+    """List the sampled entities whose stored row is not the warehouse snapshot's; return how many.
+
+    The store can hold a newer row than the snapshot: a sync never writes an older row over a
+    newer one (after a snapshot built as of an earlier time, say), so the comparison with the
+    training data alone would not show it.
+    """
+    snapshot_times = keys.column(EVENT_TIMESTAMP).to_pylist()
+    stored_times = online.event_timestamps[f"{layout.name}__{layout.features[0]}"] if layout.features else []
+    found = 0
+    for i, (stored, built) in enumerate(zip(stored_times, snapshot_times)):
+        built = built.replace(tzinfo=timezone.utc) if built is not None else None
+        if stored is None or built is None or stored == built:
+            continue
+        found += 1
+        entity = ", ".join(f"{k}={columns[k][i]!r}" for k in layout.join_keys)
+        if stored > built:
+            result.differences.append(
+                f"{layout.name} [{entity}]: the store holds a newer row ({_utc_text(stored)} UTC) than the warehouse "
+                f"snapshot ({_utc_text(built)} UTC), which a sync does not write over; run 'featurehouse sync "
+                f"--full-refresh --views {layout.name}' to replace it with the snapshot")
+        else:
+            result.differences.append(
+                f"{layout.name} [{entity}]: the warehouse snapshot has a newer row ({_utc_text(built)} UTC) than the "
+                f"store ({_utc_text(stored)} UTC); run 'featurehouse sync'")
+    return found
 
 
 def _as_of_times(stamps: list[datetime | None], synced_at: datetime) -> tuple[list[datetime], datetime]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from featurehouse.errors import OnlineStoreError
 from featurehouse.specs import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -156,29 +157,57 @@ class SyncState:
     hashes: "np.ndarray" = field(repr=False)  # uint64 row hashes of the last synced snapshot
     watermark: str | None = None
     origin: str | None = None  # the warehouse table synced from (Warehouse.origin)
+    # feature -> dtype the store holds (None: a state written before this was recorded)
+    features: dict[str, str] | None = None
 
     def to_bytes(self) -> bytes:
         header = json.dumps({
             "format": STATE_FORMAT, "view": self.view, "signature": self.signature,
             "synced_at": self.synced_at.isoformat(), "rows": self.rows,
             "watermark": self.watermark, "origin": self.origin,
+            "features": None if self.features is None else [[k, v] for k, v in self.features.items()],
         }).encode()
         return b"FHS" + struct.pack("<BI", STATE_FORMAT, len(header)) + header + self.hashes.astype("<u8").tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SyncState | None":
-        """The state, or None when it was written by an incompatible version (a full refresh follows)."""
+    def from_bytes(cls, data: bytes, view: str = "?") -> "SyncState | None":
+        """The state, or None when it was written by an incompatible version (a full refresh follows).
+
+        Raises CorruptStateError (one sentence naming ``view``) when the bytes are damaged.
+        """
         import numpy as np
 
-        if len(data) < 8 or data[:3] != b"FHS":
+        data = bytes(data)
+        if data[:3] != b"FHS":
+            if len(data) < 8 and b"FHS".startswith(data[:3]) and data:
+                raise CorruptStateError(view, "it is cut short")
             return None
+        if len(data) < 8:
+            raise CorruptStateError(view, "it is cut short")
         version, length = struct.unpack("<BI", data[3:8])
         if version != STATE_FORMAT:
             return None
-        header = json.loads(data[8:8 + length])
-        hashes = np.frombuffer(memoryview(data)[8 + length:], dtype="<u8").astype(np.uint64)
-        return cls(header["view"], header["signature"], datetime.fromisoformat(header["synced_at"]),
-                   header["rows"], hashes, header.get("watermark"), header.get("origin"))
+        try:
+            if len(data) < 8 + length or (len(data) - 8 - length) % 8:
+                raise ValueError("it is cut short")
+            header = json.loads(data[8:8 + length])
+            hashes = np.frombuffer(memoryview(data)[8 + length:], dtype="<u8").astype(np.uint64)
+            state = cls(str(header["view"]), str(header["signature"]), datetime.fromisoformat(header["synced_at"]),
+                        int(header["rows"]), hashes, header.get("watermark"), header.get("origin"))
+            if header.get("features") is not None:
+                state.features = {str(k): str(v) for k, v in header["features"]}
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+            raise CorruptStateError(view, str(error).splitlines()[0] or type(error).__name__) from None
+        return state
+
+
+class CorruptStateError(OnlineStoreError):
+    """A view's sync state in the online store does not decode; ``--full-refresh`` rebuilds it."""
+
+    def __init__(self, view: str, problem: str):
+        self.view = view
+        super().__init__(f"the sync state of feature view '{view}' in the online store is damaged ({problem}); "
+                         f"run 'featurehouse sync --full-refresh --views {view}' to rebuild the view and its state")
 
 
 def utc_now() -> datetime:

@@ -23,15 +23,21 @@ from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import OnlineStoreError
 from featurehouse.sync.base import (
+    INVALID,
+    UNSYNCED,
     Backend,
     Progress,
     Reader,
+    ViewRows,
     busy,
     lock_owner,
     newer_condition,
     quote,
     reason,
+    redact_url,
+    report_corrupt,
     rows_to_write,
+    synced_mask,
     wait_for,
 )
 from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout
@@ -53,24 +59,20 @@ def postgres_type(dtype: str) -> str:
     return _TYPES[dtype]
 
 
-def _redact(url: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        parts = conninfo_to_dict(url)
-    except Exception:  # noqa: BLE001 - only used in messages
-        return "the configured URL"
-    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
-
-
 APPLICATION = "featurehouse sync: "  # then the lock owner: busy() names it
 
 
-def _open(url: str, application: str) -> "psycopg.Connection":
+def _open(url: str, application: str, timeout: float | None = None) -> "psycopg.Connection":
+    import math
+
     import psycopg
 
-    con = psycopg.connect(url, autocommit=True, connect_timeout=10, application_name=application[:63])
+    # libpq counts connect_timeout in whole seconds and treats 1 as 2
+    con = psycopg.connect(url, autocommit=True, connect_timeout=max(2, math.ceil(timeout)) if timeout else 10,
+                          application_name=application[:63])
     con.execute("SET TIME ZONE 'UTC'")
+    if timeout:  # a locked table or a slow plan ends server-side too, not only in the caller
+        con.execute(f"SET statement_timeout = {max(1, round(timeout * 1000))}")
     return con
 
 
@@ -80,7 +82,7 @@ class PostgresBackend(Backend):
     def __init__(self, url: str, schema: str):
         self.url = url
         self.schema = schema
-        self.description = f"the Postgres online store {_redact(url)} (schema {schema})"
+        self.description = f"the Postgres online store {redact_url(url)} (schema {schema})"
         self._con: psycopg.Connection | None = None
 
     def table(self, name: str) -> str:
@@ -100,7 +102,7 @@ class PostgresBackend(Backend):
             )
         except psycopg.Error as error:
             self._con = None
-            raise OnlineStoreError(f"cannot reach {self.description}: {reason(error)}") from None
+            raise OnlineStoreError(f"cannot reach {self.description}: {reason(error, self.url)}") from None
 
     def _lock_key(self) -> int:
         digest = hashlib.sha256(f"featurehouse sync {self.schema}".encode()).digest()
@@ -131,11 +133,11 @@ class PostgresBackend(Backend):
     # ---- state -------------------------------------------------------------------------
     def read_state(self, layout: ViewLayout) -> SyncState | None:
         row = self.con.execute(f"SELECT state FROM {self.table(STATE_TABLE)} WHERE view = %s", (layout.name,)).fetchone()
-        return SyncState.from_bytes(bytes(row[0])) if row else None
+        return SyncState.from_bytes(bytes(row[0]), layout.name) if row else None
 
     def states(self) -> list[SyncState]:
-        rows = self.con.execute(f"SELECT state FROM {self.table(STATE_TABLE)} ORDER BY view").fetchall()
-        return [s for s in (SyncState.from_bytes(bytes(r[0])) for r in rows) if s is not None]
+        rows = self.con.execute(f"SELECT view, state FROM {self.table(STATE_TABLE)} ORDER BY view").fetchall()
+        return [s for s in (SyncState.from_bytes(bytes(r[1]), r[0]) for r in rows) if s is not None]
 
     # ---- writes ------------------------------------------------------------------------
     def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
@@ -143,6 +145,7 @@ class PostgresBackend(Backend):
         import psycopg
 
         con = self.con
+        self.kept = 0
         target = self.table(layout.name)
         names = ", ".join(quote(c) for c in layout.columns)
         written = 0
@@ -175,6 +178,13 @@ class PostgresBackend(Backend):
                             f"INSERT INTO {target} ({names}) SELECT {names} FROM _fh_stage ORDER BY {keys} "
                             f"ON CONFLICT ({keys}) DO UPDATE SET {updates} WHERE {condition}")
                         written = cur.rowcount
+                        if written < rows.num_rows:  # which of the others lost to a stored row that beats them
+                            on = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in layout.join_keys)
+                            cols = ", ".join(f"s.{quote(c)}" for c in layout.columns)
+                            stored = ", ".join(f"t.{quote(c)}" for c in layout.columns)
+                            self.kept = con.execute(
+                                f"SELECT count(*) FROM _fh_stage s JOIN {target} t ON {on} "
+                                f"WHERE ROW({cols}) IS DISTINCT FROM ROW({stored})").fetchone()[0]
                 con.execute(
                     f"INSERT INTO {self.table(STATE_TABLE)} (view, signature, synced_at, rows, state) "
                     "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (view) DO UPDATE SET signature = excluded.signature, "
@@ -182,11 +192,12 @@ class PostgresBackend(Backend):
                     (state.view, state.signature, state.synced_at, state.rows, state.to_bytes()),
                 )
         except psycopg.Error as error:
-            raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: {reason(error)}") from None
+            raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: "
+                                   f"{reason(error, self.url)}") from None
         return written
 
-    def reader(self) -> "PostgresReader":
-        return PostgresReader(self.url, self.schema)
+    def reader(self, timeout: float | None = None) -> "PostgresReader":
+        return PostgresReader(self.url, self.schema, timeout)
 
     def close(self) -> None:
         if self._con is not None:
@@ -261,17 +272,48 @@ def _array_literal(values: list[Any]) -> str:
 
 
 # ---- reads -------------------------------------------------------------------------------------------
-class _Prepared:
-    __slots__ = ("sql", "sql_one", "nkeys")
+def _tolerate_bad_timestamps(con: "psycopg.Connection") -> None:
+    """Load a timestamptz Python cannot hold (infinity, past year 9999) as INVALID instead of failing the batch."""
+    import psycopg
+    from psycopg.types.datetime import TimestamptzBinaryLoader, TimestamptzLoader
 
-    def __init__(self, schema: str, layout: ViewLayout, features: Sequence[str]):
-        self.nkeys = len(layout.join_keys)
-        cols = ", ".join(quote(c) for c in [*layout.join_keys, "event_timestamp", *features])
+    class Binary(TimestamptzBinaryLoader):
+        def load(self, data: Any) -> Any:
+            try:
+                return super().load(data)
+            except psycopg.DataError:
+                return INVALID
+
+    class Text(TimestamptzLoader):
+        def load(self, data: Any) -> Any:
+            try:
+                return super().load(data)
+            except psycopg.DataError:
+                return INVALID
+
+    con.adapters.register_loader("timestamptz", Binary)
+    con.adapters.register_loader("timestamptz", Text)
+
+
+class _Variant:
+    """The SELECTs for the requested features the store holds (by one state signature)."""
+
+    __slots__ = ("sql", "sql_one", "positions", "unsynced", "timestamps")
+
+    def __init__(self, schema: str, layout: ViewLayout, features: Sequence[str], mask: Sequence[bool]):
+        self.positions = [i for i, held in enumerate(mask) if held]
+        self.unsynced = frozenset(i for i, held in enumerate(mask) if not held)
+        read = [features[i] for i in self.positions]
+        self.timestamps = True  # event_timestamp is one
+        # the state's signature, in the same statement: the rows and the layout they were written by agree
+        signature = (f"(SELECT signature FROM {quote(schema)}.{quote(STATE_TABLE)} "
+                     f"WHERE view = '{layout.name.replace(chr(39), chr(39) * 2)}')")
+        cols = ", ".join([signature, *(quote(c) for c in [*layout.join_keys, "event_timestamp", *read])])
         table = f"{quote(schema)}.{quote(layout.name)}"
         # one entity: a plain equality per key, whose prepared plan is a primary-key lookup
         self.sql_one = f"SELECT {cols} FROM {table} WHERE " + " AND ".join(
             f"{quote(k)} = %s::{postgres_type(d)}" for k, d in zip(layout.join_keys, layout.key_dtypes))
-        if self.nkeys == 1:
+        if len(layout.join_keys) == 1:
             key = layout.join_keys[0]
             self.sql = f"SELECT {cols} FROM {table} WHERE {quote(key)} = ANY(%s::{postgres_type(layout.key_dtypes[0])}[])"
         else:
@@ -280,15 +322,30 @@ class _Prepared:
             self.sql = f"SELECT {cols} FROM {table} WHERE ({keys}) IN (SELECT * FROM unnest({arrays}))"
 
 
+class _Prepared:
+    __slots__ = ("schema", "layout", "features", "nkeys", "variants", "current")
+
+    def __init__(self, schema: str, layout: ViewLayout, features: Sequence[str]):
+        self.schema = schema
+        self.layout = layout
+        self.features = list(features)
+        self.nkeys = len(layout.join_keys)
+        self.variants = {layout.signature: _Variant(schema, layout, features, [True] * len(features))}
+        self.current = layout.signature  # the state signature last seen
+
+
 class PostgresReader(Reader):
     """One connection per thread; statements are prepared server-side and results are binary."""
 
-    def __init__(self, url: str, schema: str):
+    def __init__(self, url: str, schema: str, timeout: float | None = None):
         self.url = url
         self.schema = schema
+        self.timeout = timeout
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._by_thread: dict[int, Any] = {}  # thread id -> its connection, for interrupt()
+        self._interrupted: set[int] = set()
 
     def _con(self) -> "psycopg.Connection":
         import psycopg
@@ -296,68 +353,182 @@ class PostgresReader(Reader):
         con = getattr(self._local, "con", None)
         if con is None or con.closed:
             try:
-                con = _open(self.url, "featurehouse online reads")
+                con = _open(self.url, "featurehouse online reads", self.timeout)
             except psycopg.Error as error:
-                raise OnlineStoreError(f"cannot reach the Postgres online store {_redact(self.url)}: {reason(error)}") from None
+                raise OnlineStoreError(f"cannot reach the Postgres online store {redact_url(self.url)}: "
+                                       f"{reason(error, self.url)}") from None
             con.prepare_threshold = 0
+            _tolerate_bad_timestamps(con)
             self._local.con = con
             with self._lock:
                 self._all.append(con)
+                self._by_thread[threading.get_ident()] = con
         return con
 
     def prepare(self, layout: ViewLayout, features: Sequence[str]) -> _Prepared:
         return _Prepared(self.schema, layout, features)
 
-    def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[list[Any]]:
+    def interrupt(self, thread_id: int) -> None:
+        # A frozen server never answers and never applies statement_timeout: shut the
+        # socket down under the blocked thread, whose libpq then sees the connection end.
+        import os
+        import socket
+
+        with self._lock:
+            con = self._by_thread.get(thread_id)
+            self._interrupted.add(thread_id)
+        if con is None or con.closed:
+            return
+        with contextlib.suppress(Exception):
+            sock = socket.socket(fileno=os.dup(con.pgconn.socket))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()  # the duplicate only
+
+    def ping(self) -> None:
+        import psycopg
+
+        for attempt in (0, 1):  # a retry for a connection the server dropped since its last use
+            old = getattr(self._local, "con", None)
+            con = self._con()
+            try:
+                con.execute("SELECT 1")
+                return
+            except psycopg.Error as error:
+                self._local.con = None
+                if attempt or old is not con or not con.broken:
+                    raise OnlineStoreError(f"the Postgres online store {redact_url(self.url)} does not answer: "
+                                           f"{reason(error, self.url)}") from None
+
+    def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[Any]:
+        # One retry on a new connection when this thread's old one turns out dead (the server
+        # restarted since its last use); none after an interrupt (the caller's deadline passed).
+        old = getattr(self._local, "con", None)
+        self._interrupted.discard(threading.get_ident())
+        try:
+            return self._read_once(requests)
+        except OnlineStoreError:
+            if old is None or old.closed is False and not old.broken or threading.get_ident() in self._interrupted:
+                raise
+        return self._read_once(requests)
+
+    def _read_once(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[Any]:
         import psycopg
 
         con = self._con()
+        variants: list[Any] = [prepared.variants[prepared.current] for prepared, _ in requests]
         try:
-            if len(requests) == 1:
-                fetched = [self._fetch(con, *requests[0])]
-            else:
-                with con.pipeline():
-                    cursors = [self._execute(con, prepared, keys) for prepared, keys in requests]
-                fetched = [c.fetchall() if c is not None else None for c in cursors]
-        except psycopg.errors.UndefinedTable:
-            # a view that was never synced: read the others one by one
-            fetched = []
-            for prepared, keys in requests:
-                try:
-                    fetched.append(self._fetch(con, prepared, keys))
-                except psycopg.errors.UndefinedTable:
-                    fetched.append(None)
+            try:
+                if len(requests) == 1:
+                    fetched: list[Any] = [self._fetch(con, *requests[0], variants[0])]
+                else:
+                    with con.pipeline():
+                        cursors = [self._execute(con, prepared, keys, variant)
+                                   for (prepared, keys), variant in zip(requests, variants)]
+                    fetched = [c.fetchall() if c is not None else None for c in cursors]
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+                # a view never synced, or synced by another definition: read them one by one
+                fetched = [False] * len(requests)
+            for i, (prepared, keys) in enumerate(requests):
+                rows = fetched[i]
+                if rows is False:
+                    try:
+                        rows = self._fetch(con, prepared, keys, variants[i])
+                    except psycopg.errors.UndefinedTable:
+                        rows = None
+                    except psycopg.errors.UndefinedColumn:
+                        rows = False
+                if rows is False or (rows and rows[0][0] != prepared.current):
+                    variants[i] = self._variant(con, prepared)
+                    try:
+                        rows = None if variants[i] is None else self._fetch(con, prepared, keys, variants[i])
+                    except psycopg.errors.UndefinedColumn as error:
+                        raise OnlineStoreError(
+                            f"the Postgres online store {redact_url(self.url)} is damaged: table "
+                            f"'{prepared.layout.name}' lacks a column its sync state records ({reason(error)}); "
+                            f"run 'featurehouse sync --full-refresh --views {prepared.layout.name}'") from None
+                fetched[i] = rows
         except psycopg.Error as error:
             self._local.con = None
-            raise OnlineStoreError(f"reading the Postgres online store failed: {reason(error)}") from None
-        results = []
-        for (prepared, keys), rows in zip(requests, fetched):
-            if rows is None:  # never synced
+            raise OnlineStoreError(f"reading the Postgres online store {redact_url(self.url)} failed: "
+                                   f"{reason(error, self.url)}") from None
+        results: list[Any] = []
+        for (prepared, keys), rows, variant in zip(requests, fetched, variants):
+            if rows is None or variant is None:  # never synced
                 results.append(None)
                 continue
             n = prepared.nkeys
-            found = {tuple(r[:n]): (r[n], list(r[n + 1:])) for r in rows}
-            results.append([found.get(k) for k in keys])
+            if variant.timestamps:  # a timestamp psycopg cannot hold (past year 9999, infinity) is INVALID
+                rows = [self._checked(prepared, variant, r) for r in rows]
+            if variant.unsynced:
+                width = len(prepared.features)
+
+                def spread(values: Sequence[Any], variant: _Variant = variant, width: int = width) -> list[Any]:
+                    full: list[Any] = [UNSYNCED] * width
+                    for i, v in zip(variant.positions, values):
+                        full[i] = v
+                    return full
+
+                found = {tuple(r[1:n + 1]): (r[n + 1], spread(r[n + 2:])) for r in rows}
+            else:
+                found = {tuple(r[1:n + 1]): (r[n + 1], list(r[n + 2:])) for r in rows}
+            results.append(ViewRows([found.get(k) for k in keys], variant.unsynced))
         return results
 
-    @staticmethod
-    def _query(prepared: _Prepared, keys: Sequence[tuple[Any, ...]]) -> tuple[str, Sequence[Any]]:
-        if len(keys) == 1:
-            return prepared.sql_one, keys[0]
-        if prepared.nkeys == 1:
-            return prepared.sql, [[k[0] for k in keys]]
-        return prepared.sql, [list(column) for column in zip(*keys)]
+    def _checked(self, prepared: _Prepared, variant: _Variant, row: Any) -> Any:
+        n = prepared.nkeys
+        if not any(v is INVALID or (type(v) is list and INVALID in v) for v in row[n + 1:]):
+            return row
+        where = f"the Postgres online store {redact_url(self.url)}"
+        key = tuple(row[1:n + 1])
+        if row[n + 1] is INVALID:
+            report_corrupt(where, prepared.layout.name, key, "event_timestamp", "infinity or past 9999", "out of range")
+            return (*row[:n + 1], INVALID, *([None] * len(variant.positions)))
+        values = list(row)
+        for j, v in enumerate(row[n + 2:]):
+            if v is INVALID or (type(v) is list and INVALID in v):
+                report_corrupt(where, prepared.layout.name, key, prepared.features[variant.positions[j]],
+                               "infinity or past 9999", "out of range")
+                values[n + 2 + j] = INVALID
+        return values
 
-    def _execute(self, con: "psycopg.Connection", prepared: _Prepared, keys: Sequence[tuple[Any, ...]]) -> Any:
+    def _variant(self, con: "psycopg.Connection", prepared: _Prepared) -> "_Variant | None":
+        """The variant for the view's current sync state (None: no state, never synced)."""
+        row = con.execute(f"SELECT signature, state FROM {quote(self.schema)}.{quote(STATE_TABLE)} WHERE view = %s",
+                          (prepared.layout.name,)).fetchone()
+        if row is None:
+            return None
+        signature = row[0]
+        variant = prepared.variants.get(signature)
+        if variant is None:
+            state = SyncState.from_bytes(bytes(row[1]), prepared.layout.name)
+            mask = synced_mask(prepared.layout, prepared.features, signature,
+                               state.features if state is not None else None)
+            variant = prepared.variants[signature] = _Variant(self.schema, prepared.layout, prepared.features, mask)
+        prepared.current = signature
+        return variant
+
+    @staticmethod
+    def _query(prepared: _Prepared, keys: Sequence[tuple[Any, ...]], variant: _Variant) -> tuple[str, Sequence[Any]]:
+        if len(keys) == 1:
+            return variant.sql_one, keys[0]
+        if prepared.nkeys == 1:
+            return variant.sql, [[k[0] for k in keys]]
+        return variant.sql, [list(column) for column in zip(*keys)]
+
+    def _execute(self, con: "psycopg.Connection", prepared: _Prepared, keys: Sequence[tuple[Any, ...]],
+                 variant: _Variant) -> Any:
         cur = con.cursor(binary=True)
-        cur.execute(*self._query(prepared, keys), prepare=True)
+        cur.execute(*self._query(prepared, keys, variant), prepare=True)
         return cur
 
-    def _fetch(self, con: "psycopg.Connection", prepared: _Prepared, keys: Sequence[tuple[Any, ...]]) -> list[Any]:
+    def _fetch(self, con: "psycopg.Connection", prepared: _Prepared, keys: Sequence[tuple[Any, ...]],
+               variant: _Variant) -> list[Any]:
         cur = getattr(self._local, "cursor", None)
         if cur is None or cur.closed or cur.connection is not con:
             cur = self._local.cursor = con.cursor(binary=True)
-        cur.execute(*self._query(prepared, keys), prepare=True)
+        cur.execute(*self._query(prepared, keys, variant), prepare=True)
         return cur.fetchall()
 
     def close(self) -> None:

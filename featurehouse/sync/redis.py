@@ -39,7 +39,23 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import OnlineStoreError
-from featurehouse.sync.base import Backend, Progress, Reader, busy, lock_owner, reason, rows_to_write, wait_for
+from featurehouse.sync.base import (
+    INVALID,
+    UNSYNCED,
+    Backend,
+    Progress,
+    Reader,
+    ViewRows,
+    busy,
+    decode_values,
+    lock_owner,
+    reason,
+    redact_url,
+    report_corrupt,
+    rows_to_write,
+    synced_mask,
+    wait_for,
+)
 from featurehouse.sync.layout import SyncState, ViewLayout
 
 if TYPE_CHECKING:
@@ -65,8 +81,11 @@ for j = 1, n do fields[j] = ARGV[3 + j] end
 local per = 3 + n
 local base = 4 + n
 local written = 0
+local kept = 0
+local wrong = nil
 local function beats(key, o, ts, cr)
-  local cur = redis.call('HMGET', key, '_ts', '_created')
+  local cur = redis.pcall('HMGET', key, '_ts', '_created')
+  if cur.err then wrong = key; return false end
   if not cur[1] then return true end
   local a, b = tonumber(ts), tonumber(cur[1])
   if a ~= b then return a > b end
@@ -94,7 +113,15 @@ local function beats(key, o, ts, cr)
       if v_new ~= v_old then return v_new > v_old end
     end
   end
-  return false
+  return nil  -- the same row: neither written nor kept
+end
+-- a key of another type than a hash: a full refresh replaces it; a conditional write has stopped above
+local function hset(key, args)
+  local r = redis.pcall('HSET', key, unpack(args))
+  if type(r) == 'table' and r.err then
+    redis.call('DEL', key)
+    redis.call('HSET', key, unpack(args))
+  end
 end
 -- one argument table reused for every complete row (no NULLs): the common, fast case
 local full = {'_ts', '', '_created', ''}
@@ -103,13 +130,16 @@ local complete = string.rep('0', n)
 for i, key in ipairs(KEYS) do
   local o = base + (i - 1) * per
   local ts, cr, mask = ARGV[o], ARGV[o + 1], ARGV[o + 2]
-  if not (force or beats(key, o, ts, cr)) then
+  local wins = force or beats(key, o, ts, cr)
+  if not wins then
     -- the stored row is newer (or the same): keep it
+    if wrong then return redis.error_reply('FHWRONGTYPE ' .. wrong) end
+    if wins == false then kept = kept + 1 end
   elseif mask == complete and cr ~= '' then
     full[2] = ts
     full[4] = cr
     for j = 1, n do full[4 + 2 * j] = ARGV[o + 2 + j] end
-    redis.call('HSET', key, unpack(full))
+    hset(key, full)
     written = written + 1
   else
     local set = {'_ts', ts}
@@ -119,12 +149,12 @@ for i, key in ipairs(KEYS) do
       if mask:sub(j, j) == '1' then del[#del + 1] = fields[j]
       else set[#set + 1] = fields[j]; set[#set + 1] = ARGV[o + 2 + j] end
     end
-    if #del > 0 then redis.call('HDEL', key, unpack(del)) end
-    redis.call('HSET', key, unpack(set))
+    if #del > 0 then redis.pcall('HDEL', key, unpack(del)) end
+    hset(key, set)
     written = written + 1
   end
 end
-return written
+return {written, kept}
 """
 
 # KEYS[1] lock; ARGV[1] expected value, ARGV[2] ms: extend the lock only if we still hold it
@@ -245,15 +275,11 @@ class _Chunks:
 def _client(url: str) -> "redis.Redis":
     import redis
 
-    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=60)
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    return f"{host}:{parts.port or 6379}{parts.path or ''}"
+    try:
+        return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=60)
+    except ValueError as error:  # a bad port or scheme: redis-py says so before connecting
+        raise OnlineStoreError(f"online_store.url {redact_url(url)} is not a valid Redis URL: "
+                               f"{reason(error, url)}") from None
 
 
 class RedisBackend(Backend):
@@ -262,7 +288,7 @@ class RedisBackend(Backend):
     def __init__(self, url: str, prefix: str):
         self.url = url
         self.prefix = prefix
-        self.description = f"the Redis online store {_redact(url)} (prefix {prefix})"
+        self.description = f"the Redis online store {redact_url(url)} (prefix {prefix})"
         self._client: redis.Redis | None = None
 
     @property
@@ -281,7 +307,7 @@ class RedisBackend(Backend):
         try:
             client.ping()
         except redis.RedisError as error:
-            raise OnlineStoreError(f"cannot reach {self.description}: {reason(error)}") from None
+            raise OnlineStoreError(f"cannot reach {self.description}: {reason(error, self.url)}") from None
         self._client = client
 
     def state_key(self, view: str) -> str:
@@ -319,7 +345,8 @@ class RedisBackend(Backend):
         try:
             wait_for(wait, attempt, lambda: busy(self.description, owner(), wait))
         except redis.RedisError as error:
-            raise OnlineStoreError(f"cannot take the sync lock in {self.description}: {reason(error)}") from None
+            raise OnlineStoreError(f"cannot take the sync lock in {self.description}: "
+                                   f"{reason(error, self.url)}") from None
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(value, stop), daemon=True)
         beat.start()
@@ -344,13 +371,14 @@ class RedisBackend(Backend):
     # ---- state -------------------------------------------------------------------------
     def read_state(self, layout: ViewLayout) -> SyncState | None:
         data = self.client.hget(self.state_key(layout.name), "state")
-        return SyncState.from_bytes(data) if data else None
+        return SyncState.from_bytes(data, layout.name) if data else None
 
     def states(self) -> list[SyncState]:
         found = []
         for key in sorted(self.client.scan_iter(match=_glob_escape(f"{self.prefix}:#state:") + "*", count=1000)):
             data = self.client.hget(key, "state")
-            state = SyncState.from_bytes(data) if data else None
+            view = key.decode(errors="replace").removeprefix(f"{self.prefix}:#state:")
+            state = SyncState.from_bytes(data, view) if data else None
             if state is not None:
                 found.append(state)
         return found
@@ -360,6 +388,7 @@ class RedisBackend(Backend):
               state: SyncState, progress: Progress) -> int:
         import redis
 
+        self.kept = 0
         rows = rows_to_write(table, changed)
         state_key = self.state_key(layout.name)
         try:
@@ -380,7 +409,15 @@ class RedisBackend(Backend):
             pipe.hdel(state_key, "incomplete")
             pipe.execute()
         except redis.RedisError as error:
-            raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: {reason(error)}") from None
+            text = str(error)
+            if "FHWRONGTYPE " in text:
+                key = text.split("FHWRONGTYPE ", 1)[1].split()[0]
+                raise OnlineStoreError(
+                    f"the Redis key {key} in {self.description} holds another type than the hash featurehouse "
+                    f"keeps for an entity of view '{layout.name}'; run 'featurehouse sync --full-refresh --views "
+                    f"{layout.name}' to replace it") from None
+            raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: "
+                                   f"{reason(error, self.url)}") from None
         return written
 
     def _keys(self, layout: ViewLayout, rows: "pa.Table") -> "pa.Array":
@@ -413,7 +450,9 @@ class RedisBackend(Backend):
             while len(pending) > limit:
                 replies, count = pending.pop(0)
                 for _ in range(replies):
-                    written += int(connection.read_response())
+                    reply = connection.read_response()
+                    written += int(reply[0])
+                    self.kept += int(reply[1])
                 progress(count)
 
         try:
@@ -481,13 +520,22 @@ class RedisBackend(Backend):
         for start in range(0, len(gone), 10_000):
             self.client.unlink(*gone[start:start + 10_000])
 
-    def reader(self) -> "RedisReader":
-        return RedisReader(self.url, self.prefix)
+    def reader(self, timeout: float | None = None) -> "RedisReader":
+        return RedisReader(self.url, self.prefix, timeout)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _reply(connection: Any) -> Any:
+    import redis
+
+    try:
+        return connection.read_response()
+    except redis.ResponseError as error:  # the reply was read whole: the pipeline stays in step
+        return error
 
 
 def _glob_escape(text: str) -> str:
@@ -515,57 +563,108 @@ def _alive(pid: int) -> bool:
 
 
 # ---- reads -------------------------------------------------------------------------------------------
+def _int(b: bytes) -> int:
+    value = int(b)
+    if not -(1 << 63) <= value < (1 << 63):
+        raise ValueError("outside int64")
+    return value
+
+
+def _bool(b: bytes) -> bool:
+    if b == b"true":
+        return True
+    if b == b"false":
+        return False
+    raise ValueError("expected true or false")
+
+
+def _micros(value: Any) -> datetime:
+    if type(value) is not int and not isinstance(value, bytes):
+        raise ValueError("expected epoch microseconds")
+    return EPOCH + timedelta(microseconds=int(value))  # OverflowError beyond year 9999
+
+
+def _json_list(b: bytes) -> list[Any]:
+    values = json.loads(b)
+    if not isinstance(values, list):
+        raise ValueError("expected a JSON array")
+    return values
+
+
 def _decoder(dtype: str) -> Any:
+    """A function from the stored bytes to the dtype's Python value; it raises on anything else."""
     if dtype in ("int32", "int64"):
-        return int
+        return _int
     if dtype in ("float32", "float64"):
         return float
     if dtype == "bool":
-        return lambda b: b == b"true"
+        return _bool
     if dtype == "string":
         return lambda b: b.decode()
     if dtype == "bytes":
         return None
     if dtype == "timestamp":
-        return lambda b: EPOCH + timedelta(microseconds=int(b))
+        return _micros
     inner = dtype[len("array<"):-1]
     if inner == "timestamp":
-        return lambda b: [None if x is None else EPOCH + timedelta(microseconds=x) for x in json.loads(b)]
+        return lambda b: [None if x is None else _micros(x) for x in _json_list(b)]
     if inner == "bytes":
-        return lambda b: [None if x is None else x.encode("latin-1") for x in json.loads(b)]
-    return json.loads
+        return lambda b: [None if x is None else x.encode("latin-1") for x in _json_list(b)]
+    return _json_list
+
+
+class _Variant:
+    """The HMGET for the requested features the store holds (by one state signature)."""
+
+    __slots__ = ("head", "tail", "decoders", "positions", "unsynced")
+
+    def __init__(self, layout: ViewLayout, features: Sequence[str], mask: Sequence[bool]):
+        self.positions = [i for i, held in enumerate(mask) if held]
+        self.unsynced = frozenset(i for i, held in enumerate(mask) if not held)
+        fields = ["_ts", *(features[i] for i in self.positions)]
+        self.head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
+        self.tail = b"".join(_bulk_bytes(f) for f in fields)
+        self.decoders = [_decoder(layout.dtype(features[i])) for i in self.positions]
 
 
 class _Prepared:
-    __slots__ = ("view", "exists", "prefix", "head", "tail", "decoders", "single")
+    __slots__ = ("view", "layout", "features", "signature", "state", "prefix", "single", "variants", "current")
 
     def __init__(self, prefix: str, layout: ViewLayout, features: Sequence[str]):
-        fields = ["_ts", *features]
         self.view = layout.name
-        # "has this view been synced?": EXISTS on its sync state hash
-        self.exists = b"*2\r\n$6\r\nEXISTS\r\n" + _bulk_bytes(f"{prefix}:#state:{layout.name}")
+        self.layout = layout
+        self.features = list(features)
+        state_key = f"{prefix}:#state:{layout.name}"
+        # the signature of the layout the store holds, asked in the same round trip as the values
+        self.signature = b"*3\r\n$4\r\nHGET\r\n" + _bulk_bytes(state_key) + _bulk_bytes("signature")
+        self.state = b"*3\r\n$4\r\nHGET\r\n" + _bulk_bytes(state_key) + _bulk_bytes("state")
         self.prefix = f"{prefix}:{layout.name}:".encode()
-        self.head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
-        self.tail = b"".join(_bulk_bytes(f) for f in fields)
-        self.decoders = [_decoder(layout.dtype(f)) for f in features]
         self.single = len(layout.join_keys) == 1 and layout.key_dtypes[0] in ("int32", "int64")
+        self.variants = {layout.signature: _Variant(layout, features, [True] * len(features))}
+        self.current = layout.signature  # the state signature last seen
 
 
 class RedisReader(Reader):
     """One HMGET per (view, entity), all sent as one pipeline; one round trip per call."""
 
-    def __init__(self, url: str, prefix: str):
+    def __init__(self, url: str, prefix: str, timeout: float | None = None):
         import redis
 
         self.prefix = prefix
         self.url = url
-        self.pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        try:
+            # the socket timeouts bound a thread stuck on a frozen Redis (the server's deadline
+            # answers the client first, and interrupt() usually frees the thread sooner)
+            self.pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=timeout or 5,
+                                                      socket_timeout=timeout or 10)
+        except ValueError as error:
+            raise OnlineStoreError(f"online_store.url {redact_url(url)} is not a valid Redis URL: "
+                                   f"{reason(error, url)}") from None
         self._local = threading.local()
         self._all: list[Any] = []
         self._guard = threading.Lock()
-        # views seen synced; until then each read also asks EXISTS on the view's state hash
-        # (same round trip), to tell a view never synced from entities it does not hold
-        self._synced: set[str] = set()
+        self._by_thread: dict[int, Any] = {}  # thread id -> its connection, for interrupt()
+        self._interrupted: set[int] = set()
 
     def _connection(self) -> Any:
         """This thread's own connection: no pool lock and no health poll on every read."""
@@ -575,7 +674,40 @@ class RedisReader(Reader):
             self._local.connection = connection
             with self._guard:
                 self._all.append(connection)
+                self._by_thread[threading.get_ident()] = connection
         return connection
+
+    def interrupt(self, thread_id: int) -> None:
+        import socket
+
+        with self._guard:
+            connection = self._by_thread.get(thread_id)
+            self._interrupted.add(thread_id)
+        sock = getattr(connection, "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked recv returns at once; the fd stays the thread's
+
+    def ping(self) -> None:
+        import redis
+
+        self._interrupted.discard(threading.get_ident())
+        for attempt in (0, 1):  # a retry for a connection the server dropped since its last use
+            connection = self._connection()
+            try:
+                connection.send_command("PING", check_health=False)
+                connection.read_response()
+                return
+            except redis.ConnectionError as error:
+                self._drop(connection)
+                if not attempt and threading.get_ident() not in self._interrupted:
+                    continue
+                raise OnlineStoreError(f"the Redis online store {redact_url(self.url)} does not answer: "
+                                       f"{reason(error, self.url)}") from None
+            except redis.RedisError as error:
+                self._drop(connection)
+                raise OnlineStoreError(f"the Redis online store {redact_url(self.url)} does not answer: "
+                                       f"{reason(error, self.url)}") from None
 
     def _drop(self, connection: Any) -> None:
         connection.disconnect()  # replies may be pending; the next read reconnects
@@ -583,9 +715,9 @@ class RedisReader(Reader):
     def prepare(self, layout: ViewLayout, features: Sequence[str]) -> _Prepared:
         return _Prepared(self.prefix, layout, features)
 
-    def _command(self, prepared: _Prepared, keys: Sequence[tuple[Any, ...]]) -> list[bytes]:
+    def _command(self, prepared: _Prepared, variant: _Variant, keys: Sequence[tuple[Any, ...]]) -> list[bytes]:
         out = []
-        head, tail, prefix = prepared.head, prepared.tail, prepared.prefix
+        head, tail, prefix = variant.head, variant.tail, prepared.prefix
         for key in keys:
             if prepared.single:
                 name = prefix + str(key[0]).encode()
@@ -595,54 +727,100 @@ class RedisReader(Reader):
             out.append(b"%s$%d\r\n%s\r\n%s" % (head, len(name), name, tail))
         return out
 
-    def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[list[Any]]:
+    def _roundtrip(self, commands: list[bytes]) -> list[Any]:
+        """Send ``commands`` as one pipeline; an error reply (a key of the wrong type) is returned, not raised."""
         import redis
 
-        commands: list[bytes] = []
-        for prepared, keys in requests:
-            commands.extend(self._command(prepared, keys))
-        unconfirmed = [prepared for prepared, _ in requests if prepared.view not in self._synced]
-        commands.extend(prepared.exists for prepared in unconfirmed)
         packed = b"".join(commands)
+        if self._interrupted:  # an interrupt that came after this thread's last call ended
+            self._interrupted.discard(threading.get_ident())
         for attempt in (0, 1):
             connection = self._connection()
             try:
                 connection.send_packed_command([packed], check_health=False)
-                replies = [connection.read_response() for _ in commands]
+                replies = [_reply(connection) for _ in commands]
                 break
             except (redis.ConnectionError, redis.TimeoutError) as error:
                 self._drop(connection)
-                if attempt:
-                    raise OnlineStoreError(f"reading the Redis online store {_redact(self.url)} failed: "
-                                           f"{reason(error)}") from None
+                # one retry for a stale connection (Redis restarted); none after a timeout or
+                # an interrupt, which would only double the wait on a frozen server
+                interrupted = self._interrupted and threading.get_ident() in self._interrupted
+                if interrupted:
+                    self._interrupted.discard(threading.get_ident())
+                if attempt or interrupted or isinstance(error, redis.TimeoutError):
+                    raise OnlineStoreError(f"reading the Redis online store {redact_url(self.url)} failed: "
+                                           f"{reason(error, self.url)}") from None
             except redis.RedisError as error:
                 self._drop(connection)
-                raise OnlineStoreError(f"reading the Redis online store failed: {reason(error)}") from None
-        never_synced = set()
-        for prepared, reply in zip(unconfirmed, replies[len(replies) - len(unconfirmed):]):
-            if reply:
-                self._synced.add(prepared.view)  # a set of names: adding is thread-safe
-            else:
-                never_synced.add(prepared.view)
+                raise OnlineStoreError(f"reading the Redis online store {redact_url(self.url)} failed: "
+                                       f"{reason(error, self.url)}") from None
+        return replies
+
+    def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[Any]:
+        variants = [prepared.variants[prepared.current] for prepared, _ in requests]
+        commands: list[bytes] = []
+        for (prepared, keys), variant in zip(requests, variants):
+            commands.extend(self._command(prepared, variant, keys))
+        commands.extend(prepared.signature for prepared, _ in requests)
+        replies = self._roundtrip(commands)
+        signatures = replies[len(replies) - len(requests):]
         results: list[Any] = []
         position = 0
-        for prepared, keys in requests:
-            if prepared.view in never_synced:
-                results.append(None)
-                position += len(keys)
-                continue
-            decoders = prepared.decoders
-            view_rows = []
-            for reply in replies[position:position + len(keys)]:
-                ts = reply[0]
-                if ts is None:
-                    view_rows.append(None)
-                    continue
-                values = [None if v is None else (v if d is None else d(v)) for v, d in zip(reply[1:], decoders)]
-                view_rows.append((EPOCH + timedelta(microseconds=int(ts)), values))
+        for (prepared, keys), variant, signature in zip(requests, variants, signatures):
+            view_replies = replies[position:position + len(keys)]
             position += len(keys)
-            results.append(view_rows)
+            if not isinstance(signature, bytes):  # no state: never synced
+                results.append(None)
+                continue
+            if signature.decode() != prepared.current:  # synced by another definition since: re-plan
+                variant = self._variant(prepared, signature.decode())
+                view_replies = self._roundtrip(self._command(prepared, variant, keys))
+            results.append(self._rows(prepared, variant, view_replies, keys))
         return results
+
+    def _variant(self, prepared: _Prepared, signature: str) -> _Variant:
+        variant = prepared.variants.get(signature)
+        if variant is None:
+            data = self._roundtrip([prepared.state])[0]
+            state = SyncState.from_bytes(data, prepared.view) if isinstance(data, bytes) else None
+            mask = synced_mask(prepared.layout, prepared.features, signature,
+                               state.features if state is not None else None)
+            variant = prepared.variants[signature] = _Variant(prepared.layout, prepared.features, mask)
+        prepared.current = signature
+        return variant
+
+    def _rows(self, prepared: _Prepared, variant: _Variant, replies: list[Any], keys: Sequence[tuple[Any, ...]]) -> ViewRows:
+        decoders = variant.decoders
+        width = len(prepared.features)
+        where = f"the Redis online store {redact_url(self.url)}"
+        view_rows: list[Any] = []
+        for key, reply in zip(keys, replies):
+            if not isinstance(reply, list):  # an error reply: the key holds another type than a hash
+                report_corrupt(where, prepared.view, key, "(the key itself)", reply, reason(reply))
+                view_rows.append((INVALID, None))
+                continue
+            ts = reply[0]
+            if ts is None:
+                view_rows.append(None)
+                continue
+
+            def bad(i: int, value: Any, problem: str, key: Any = key) -> None:
+                report_corrupt(where, prepared.view, key, prepared.features[variant.positions[i]], value, problem)
+
+            try:
+                stamp: Any = _micros(ts)
+            except (ValueError, OverflowError) as error:
+                report_corrupt(where, prepared.view, key, "_ts", ts, reason(error))
+                view_rows.append((INVALID, None))
+                continue
+            values = decode_values(reply[1:], decoders, bad)
+            if variant.unsynced:
+                full: list[Any] = [UNSYNCED] * width
+                for i, v in zip(variant.positions, values):
+                    full[i] = v
+                values = full
+            view_rows.append((stamp, values))
+        return ViewRows(view_rows, variant.unsynced)
 
     def close(self) -> None:
         with self._guard:

@@ -116,21 +116,25 @@ def _model_columns(warehouse: "Warehouse", layout: ViewLayout) -> list[tuple[str
     try:
         return warehouse.columns(f"select * from {warehouse.relation(layout.model)}")
     except WarehouseError as error:
-        raise _not_built(layout, error) from None
+        raise _not_built(warehouse, layout, error) from None
 
 
 def _query(warehouse: "Warehouse", layout: ViewLayout, sql: str) -> "pa.Table":
     try:
         return warehouse.arrow(sql)
     except WarehouseError as error:
-        raise _not_built(layout, error) from None
+        raise _not_built(warehouse, layout, error) from None
 
 
-def _not_built(layout: ViewLayout, error: WarehouseError) -> WarehouseError:
-    return WarehouseError(
-        f"cannot read the model {layout.model} from the warehouse ({error}); "
-        "run 'featurehouse compile' and 'dbt build' first"
-    )
+def _not_built(warehouse: "Warehouse", layout: ViewLayout, error: WarehouseError) -> WarehouseError:
+    """The read failed: say which relation was read, why that one, and what to run."""
+    relations = warehouse.relations
+    where = warehouse.relation(layout.model)
+    if relations is not None:
+        where += f", {relations.describe(layout.model)}"
+    stale = relations.stale([layout.model]) if relations is not None else []
+    advice = stale[0] if stale else "run 'featurehouse compile' and 'dbt build' first"
+    return WarehouseError(f"cannot read the model {layout.model} ({where}) from the warehouse ({error}); {advice}")
 
 
 # ---- fingerprints ------------------------------------------------------------------------------------

@@ -25,15 +25,21 @@ from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import OnlineStoreError
 from featurehouse.sync.base import (
+    INVALID,
+    UNSYNCED,
     Backend,
     Progress,
     Reader,
+    ViewRows,
     busy,
+    decode_values,
     lock_owner,
     newer_condition,
     quote,
     reason,
+    report_corrupt,
     rows_to_write,
+    synced_mask,
     wait_for,
 )
 from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout
@@ -117,11 +123,11 @@ class SQLiteBackend(Backend):
     # ---- state -------------------------------------------------------------------------
     def read_state(self, layout: ViewLayout) -> SyncState | None:
         row = self.con.execute(f"SELECT state FROM {quote(STATE_TABLE)} WHERE view = ?", (layout.name,)).fetchone()
-        return SyncState.from_bytes(row[0]) if row else None
+        return SyncState.from_bytes(row[0], layout.name) if row else None
 
     def states(self) -> list[SyncState]:
-        rows = self.con.execute(f"SELECT state FROM {quote(STATE_TABLE)} ORDER BY view").fetchall()
-        return [s for s in (SyncState.from_bytes(r[0]) for r in rows) if s is not None]
+        rows = self.con.execute(f"SELECT view, state FROM {quote(STATE_TABLE)} ORDER BY view").fetchall()
+        return [s for s in (SyncState.from_bytes(r[1], r[0]) for r in rows) if s is not None]
 
     def _save_state(self, state: SyncState) -> None:
         self.con.execute(
@@ -135,6 +141,7 @@ class SQLiteBackend(Backend):
     def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
               state: SyncState, progress: Progress) -> int:
         con = self.con
+        self.kept = 0
         columns = layout.columns
         names = ", ".join(quote(c) for c in columns)
         marks = ", ".join("?" for _ in columns)
@@ -165,6 +172,8 @@ class SQLiteBackend(Backend):
             if changed is None:
                 con.execute(f"DROP TABLE IF EXISTS {target}")
                 con.execute(f"ALTER TABLE {building} RENAME TO {target}")
+            elif written < table.num_rows:  # some rows lost to the stored ones: which beat them, which equal them
+                self.kept = self._count_kept(con, layout, table)
             self._save_state(state)
             con.execute("COMMIT")
         except sqlite3.Error as error:
@@ -173,12 +182,32 @@ class SQLiteBackend(Backend):
             raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: {reason(error)}") from None
         return written
 
+    @staticmethod
+    def _count_kept(con: sqlite3.Connection, layout: ViewLayout, table: "pa.Table") -> int:
+        """Rows of ``table`` the store now holds otherwise: kept because the stored row beats them."""
+        n = len(layout.join_keys)
+        select = f"SELECT {', '.join(_ident(c) for c in layout.columns)} FROM {_ident(layout.name)} WHERE "
+        key_sql = _ident(layout.join_keys[0]) if n == 1 else "(" + ", ".join(_ident(k) for k in layout.join_keys) + ")"
+        kept = 0
+        for batch in table.to_batches(max_chunksize=CHUNK_KEYS):
+            rows = python_rows(batch, layout)
+            if n == 1:
+                where = f"{key_sql} IN ({', '.join('?' for _ in rows)})"
+                params = [r[0] for r in rows]
+            else:
+                marks = "(" + ", ".join("?" for _ in range(n)) + ")"
+                where = f"{key_sql} IN (VALUES {', '.join(marks for _ in rows)})"
+                params = [v for r in rows for v in r[:n]]
+            stored = {tuple(r[:n]): tuple(r) for r in con.execute(select + where, params)}
+            kept += sum(1 for r in rows if stored.get(tuple(r[:n])) != tuple(r))
+        return kept
+
     def drop_view(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
         self.con.execute(f"DELETE FROM {quote(STATE_TABLE)} WHERE view = ?", (name,))
 
-    def reader(self) -> "SQLiteReader":
-        return SQLiteReader(self.path)
+    def reader(self, timeout: float | None = None) -> "SQLiteReader":
+        return SQLiteReader(self.path, timeout)
 
     def close(self) -> None:
         if self._con is not None:
@@ -238,40 +267,110 @@ def _parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
+def _expect(kind: type | tuple[type, ...], name: str) -> Any:
+    def check(v: Any) -> Any:
+        if type(v) in (kind if isinstance(kind, tuple) else (kind,)):
+            return v
+        raise ValueError(f"expected {name}, found {type(v).__name__}")
+    return check
+
+
+def _float(v: Any) -> float:
+    if type(v) is str and v != "NaN":  # the writer stores only NaN as text
+        raise ValueError(f"expected a number, found the text {v[:20]!r}")
+    if type(v) in (bytes,):
+        raise ValueError("expected a number, found bytes")
+    return float(v)
+
+
+def _bool(v: Any) -> bool:
+    if type(v) is not int or v not in (0, 1):
+        raise ValueError("expected 0 or 1")
+    return bool(v)
+
+
 def _decoder(dtype: str) -> Any:
+    """A function from the stored value to the dtype's Python value; it raises on anything else."""
     if dtype == "bool":
-        return lambda v: None if v is None else bool(v)
+        return _bool
+    if dtype in ("int32", "int64"):
+        return _expect(int, "an integer")
     if dtype in ("float32", "float64"):
-        return float  # a NaN is stored as the text 'NaN'
+        return _float  # a NaN is stored as the text 'NaN'
+    if dtype == "string":
+        return _expect(str, "text")
+    if dtype == "bytes":
+        return _expect(bytes, "a blob")
     if dtype == "timestamp":
-        return lambda v: None if v is None else _parse_timestamp(v)
-    if dtype.startswith("array<"):
-        element = dtype[len("array<"):-1]
-        inner = (lambda x: x.encode("latin-1")) if element == "bytes" else _decoder(element) or (lambda x: x)
-        return lambda v: None if v is None else [None if x is None else inner(x) for x in json.loads(v)]
-    return None  # stored as is
+        return lambda v: _parse_timestamp(_expect(str, "text")(v))
+    element = dtype[len("array<"):-1]
+    inner = (lambda x: x.encode("latin-1")) if element == "bytes" else _json_decoder(element)
+
+    def array(v: Any) -> list[Any]:
+        values = json.loads(_expect(str, "JSON text")(v))
+        if not isinstance(values, list):
+            raise ValueError("expected a JSON array")
+        return [None if x is None else inner(x) for x in values]
+    return array
+
+
+def _json_decoder(dtype: str) -> Any:
+    """An array element as JSON gives it back (see _json_element)."""
+    if dtype == "timestamp":
+        return lambda x: _parse_timestamp(_expect(str, "text")(x))
+    if dtype in ("float32", "float64"):
+        return lambda x: float(_expect((int, float), "a number")(x))  # NaN and infinities: JSON's NaN, Infinity
+    if dtype == "bool":
+        return _expect(bool, "true or false")
+    if dtype in ("int32", "int64"):
+        return _expect(int, "an integer")
+    return _expect(str, "text")
+
+
+def _ident(name: str) -> str:
+    # A back-quoted name is always a name: SQLite reads an unknown "double-quoted" one as a
+    # string literal, and a read would hand back the column's name as its value.
+    return "`" + name.replace("`", "``") + "`"
+
+
+class _Variant:
+    """The SELECT for the requested features the store holds (by one state signature)."""
+
+    __slots__ = ("select", "decoders", "positions", "unsynced")
+
+    def __init__(self, layout: ViewLayout, features: Sequence[str], mask: Sequence[bool]):
+        self.positions = [i for i, held in enumerate(mask) if held]
+        self.unsynced = frozenset(i for i, held in enumerate(mask) if not held)
+        read = [features[i] for i in self.positions]
+        cols = [*layout.join_keys, "event_timestamp", *read]
+        # the state's signature, in the same statement: the rows and the layout they were written by agree
+        self.select = (f"SELECT (SELECT signature FROM {_ident(STATE_TABLE)} WHERE view = ?), "
+                       f"{', '.join(_ident(c) for c in cols)} FROM {_ident(layout.name)} WHERE ")
+        self.decoders = [_decoder(layout.dtype(f)) for f in read]
 
 
 class _Prepared:
-    __slots__ = ("layout", "select", "decoders", "nkeys", "key_sql")
+    __slots__ = ("layout", "features", "nkeys", "key_sql", "variants", "current")
 
     def __init__(self, layout: ViewLayout, features: Sequence[str]):
         self.layout = layout
+        self.features = list(features)
         self.nkeys = len(layout.join_keys)
-        cols = [*layout.join_keys, "event_timestamp", *features]
-        self.select = f"SELECT {', '.join(quote(c) for c in cols)} FROM {quote(layout.name)} WHERE "
-        self.key_sql = (quote(layout.join_keys[0]) if self.nkeys == 1
-                        else "(" + ", ".join(quote(k) for k in layout.join_keys) + ")")
-        self.decoders = [_decoder(layout.dtype(f)) for f in features]
+        self.key_sql = (_ident(layout.join_keys[0]) if self.nkeys == 1
+                        else "(" + ", ".join(_ident(k) for k in layout.join_keys) + ")")
+        self.variants = {layout.signature: _Variant(layout, features, [True] * len(features))}
+        self.current = layout.signature  # the state signature last seen
 
 
 class SQLiteReader(Reader):
     """One connection per thread; statements are cached by sqlite3 per SQL text."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, timeout: float | None = None):
         self.path = path
+        self.timeout = timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
+        self._by_thread: dict[int, sqlite3.Connection] = {}  # thread id -> its connection, for interrupt()
 
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
@@ -279,50 +378,126 @@ class SQLiteReader(Reader):
             if not self.path.exists():
                 raise OnlineStoreError(f"the SQLite online store {self.path} does not exist yet; run 'featurehouse sync'")
             try:
+                # timeout: how long a read waits on a lock (sqlite3's default is 5 s)
                 con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
-                                      check_same_thread=False, cached_statements=512)
+                                      check_same_thread=False, cached_statements=512,
+                                      timeout=self.timeout if self.timeout else 5.0)
             except sqlite3.Error as error:
                 raise OnlineStoreError(f"cannot open the SQLite online store {self.path}: {reason(error)}") from None
             self._local.con = con
             self._all.append(con)
+            self._by_thread[threading.get_ident()] = con
         return con
 
     def prepare(self, layout: ViewLayout, features: Sequence[str]) -> _Prepared:
         return _Prepared(layout, features)
 
-    def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[list[Any]]:
+    def interrupt(self, thread_id: int) -> None:
+        con = self._by_thread.get(thread_id)
+        if con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                con.interrupt()  # thread-safe: the running statement fails with "interrupted"
+
+    def ping(self) -> None:
+        try:
+            self._con().execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error as error:
+            raise OnlineStoreError(f"the SQLite online store {self.path} cannot be read: {reason(error)}") from None
+
+    def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[Any]:
         con = self._con()
         results = []
         for prepared, keys in requests:
             unique = list(dict.fromkeys(keys))
-            rows: list[Any] = []
             try:
-                for start in range(0, len(unique), CHUNK_KEYS):  # SQLite caps bound variables
-                    rows += self._fetch(con, prepared, unique[start:start + CHUNK_KEYS])
+                variant = prepared.variants[prepared.current]
+                try:
+                    rows = self._fetch_all(con, prepared, variant, unique)
+                except sqlite3.OperationalError as error:
+                    if "no such column" not in str(error):
+                        raise
+                    rows = None  # the table lacks a column: the state says which features it holds
+                stored = rows[0][0] if rows else None
+                if rows is None or (stored is not None and stored != prepared.current):
+                    variant = self._variant(con, prepared)
+                    rows = None if variant is None else self._fetch_all(con, prepared, variant, unique)
             except sqlite3.OperationalError as error:
                 if "no such table" in str(error):
                     results.append(None)  # never synced
                     continue
+                if "no such column" in str(error):  # the table and its sync state disagree: damaged
+                    raise OnlineStoreError(
+                        f"the SQLite online store {self.path} is damaged: table '{prepared.layout.name}' lacks a "
+                        f"column its sync state records ({reason(error)}); run 'featurehouse sync --full-refresh "
+                        f"--views {prepared.layout.name}'") from None
                 raise OnlineStoreError(f"reading the SQLite online store {self.path} failed: {reason(error)}") from None
-            n = prepared.nkeys
-            found: dict[tuple[Any, ...], Any] = {}
-            decoders = prepared.decoders
-            for r in rows:
-                values = [v if d is None or v is None else d(v) for v, d in zip(r[n + 1:], decoders)]
-                found[tuple(r[:n])] = (_parse_timestamp(r[n]), values)
-            results.append([found.get(k) for k in keys])
+            if variant is None or rows is None:
+                results.append(None)
+                continue
+            results.append(self._rows(prepared, variant, rows, keys))
         return results
 
+    def _rows(self, prepared: _Prepared, variant: _Variant, rows: list[Any], keys: Sequence[tuple[Any, ...]]) -> ViewRows:
+        n = prepared.nkeys
+        found: dict[tuple[Any, ...], Any] = {}
+        decoders = variant.decoders
+        width = len(prepared.features)
+        view = prepared.layout.name
+        for r in rows:
+            key = tuple(r[1:n + 1])
+
+            def bad(i: int, value: Any, problem: str, key: Any = key) -> None:
+                report_corrupt(str(self.path), view, key, prepared.features[variant.positions[i]], value, problem)
+
+            values = decode_values(r[n + 2:], decoders, bad)
+            if variant.unsynced:
+                full: list[Any] = [UNSYNCED] * width
+                for i, v in zip(variant.positions, values):
+                    full[i] = v
+                values = full
+            try:
+                stamp: Any = _parse_timestamp(r[n + 1])
+            except (TypeError, ValueError) as error:
+                report_corrupt(str(self.path), view, key, "event_timestamp", r[n + 1], reason(error))
+                stamp = INVALID
+            found[key] = (stamp, values)
+        return ViewRows([found.get(k) for k in keys], variant.unsynced)
+
+    def _variant(self, con: sqlite3.Connection, prepared: _Prepared) -> _Variant | None:
+        """The variant for the view's current sync state (None: no state, never synced)."""
+        row = con.execute(f"SELECT signature, state FROM {_ident(STATE_TABLE)} WHERE view = ?",
+                          (prepared.layout.name,)).fetchone()
+        if row is None:
+            return None
+        signature = row[0]
+        variant = prepared.variants.get(signature)
+        if variant is None:
+            state = SyncState.from_bytes(row[1], prepared.layout.name)
+            features = state.features if state is not None else None
+            mask = synced_mask(prepared.layout, prepared.features, signature, features)
+            variant = _Variant(prepared.layout, prepared.features, mask)
+            prepared.variants[signature] = variant
+        prepared.current = signature
+        return variant
+
+    def _fetch_all(self, con: sqlite3.Connection, prepared: _Prepared, variant: _Variant,
+                   unique: list[tuple[Any, ...]]) -> list[Any]:
+        rows: list[Any] = []
+        for start in range(0, len(unique), CHUNK_KEYS):  # SQLite caps bound variables
+            rows += self._fetch(con, prepared, variant, unique[start:start + CHUNK_KEYS])
+        return rows
+
     @staticmethod
-    def _fetch(con: sqlite3.Connection, prepared: _Prepared, unique: list[tuple[Any, ...]]) -> list[Any]:
+    def _fetch(con: sqlite3.Connection, prepared: _Prepared, variant: _Variant,
+               unique: list[tuple[Any, ...]]) -> list[Any]:
         if prepared.nkeys == 1:
             where = f"{prepared.key_sql} IN ({', '.join('?' for _ in unique)})"
-            params = [k[0] for k in unique]
+            params = [prepared.layout.name, *(k[0] for k in unique)]
         else:
             row = "(" + ", ".join("?" for _ in range(prepared.nkeys)) + ")"
             where = f"{prepared.key_sql} IN (VALUES {', '.join(row for _ in unique)})"
-            params = [v for k in unique for v in k]
-        return con.execute(prepared.select + where, params).fetchall()
+            params = [prepared.layout.name, *(v for k in unique for v in k)]
+        return con.execute(variant.select + where, params).fetchall()
 
     def close(self) -> None:
         for con in self._all:
