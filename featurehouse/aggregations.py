@@ -4,7 +4,7 @@ A feature view with ``aggregations:`` serves, for each entity and time t, aggreg
 events with ``t - W < event_timestamp <= t``. Offline the ``window_aggregation`` macro
 computes them per spine row inside ``point_in_time_join``; online the compiler emits
 ``online_<view>.sql``, which computes them for every entity as of the dbt run (see
-README, "Window aggregations"). This module registers that generator in ``compiler.EXTENSIONS``.
+docs/window-aggregations.md). This module registers that generator in ``compiler.EXTENSIONS``.
 """
 
 from __future__ import annotations

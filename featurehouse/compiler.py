@@ -647,6 +647,7 @@ GENERATED_JINJA_NAMES = frozenset({
     "true", "false", "featurehouse", "utc_timestamp", "point_in_time_join", "spine", "views", "timestamp_column",
     "spine_columns", "order_column", "incremental_latest_snapshot", "relation", "join_keys", "features",
     "ttl_seconds", "filter_by_created", "expire_latest_snapshot", "window_aggregation_snapshot", "aggregations",
+    "indexes", "columns", "pre_hook",
 })
 
 

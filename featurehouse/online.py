@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import RequestError, did_you_mean
-from featurehouse.sync.base import INVALID, UNSYNCED, Marker
+from featurehouse.sync.base import EPOCH, INVALID, UNSYNCED, Marker
 
 if TYPE_CHECKING:
     from featurehouse.repo import FeatureRepo
@@ -48,7 +48,6 @@ PRESENT = "PRESENT"
 NOT_FOUND = "NOT_FOUND"
 OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
 INVALID_STATUS = "INVALID"  # Feast's FieldStatus.INVALID: the stored value is damaged (see decision 0012)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class OnlineResponse:
@@ -87,7 +86,7 @@ class OnlineResponse:
                     "values": [json_value(v) for v in self.values[name]],
                     "statuses": list(self.statuses[name]),
                     "event_timestamps": [
-                        (t or _EPOCH).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                        (t or EPOCH).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
                         for t in self.event_timestamps[name]
                     ],
                 }

@@ -182,7 +182,7 @@ class OnlineRequest:
 class RequestParser:
     """Turns a Feast request body into an :class:`OnlineRequest`.
 
-    Accepts what Feast 0.67's server accepts (README, "Compared with Feast's server"): fields
+    Accepts what Feast 0.67's server accepts (docs/feature-server.md, "Compared with Feast's server"): fields
     it does not know are ignored (Feast's client always sends
     ``include_feature_view_version_metadata``), ``features: []`` may stand beside
     ``feature_service``, an entity value JSON carried in another type is converted when nothing

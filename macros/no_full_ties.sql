@@ -1,6 +1,6 @@
 {#-
   Generic test no_full_ties(columns): rows that share the join keys, event time and created
-  time. The point-in-time join still answers deterministically (README, "Full ties"), but
+  time. The point-in-time join still answers deterministically (docs/point-in-time.md, the full-tie rule), but
   such rows usually mean a source loaded twice, so the compiled schema.yml runs this test
   at severity warn.
   schema.yml passes `columns` under `arguments:` (dbt 1.10+ warns on test arguments outside

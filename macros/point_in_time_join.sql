@@ -269,10 +269,12 @@ order by s.{{ row }}
 {%- endmacro %}
 
 
-{#- Postgres 15: the default, with strings compared byte-wise (COLLATE "C") so that full
-    ties resolve exactly as on DuckDB, whatever the database's collation. -#}
+{#- Postgres 15: per view, an index probe (LEFT JOIN LATERAL ... LIMIT 1) or the default's
+    sort, chosen in macros/postgres_point_in_time.sql; strings compare byte-wise
+    (COLLATE "C") in both, so that full ties resolve exactly as on DuckDB, whatever the
+    database's collation. -#}
 {% macro postgres__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column) -%}
-  {{ return(featurehouse.default__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column)) }}
+  {{ return(featurehouse.postgres_point_in_time_join(spine, views, timestamp_column, spine_columns, order_column)) }}
 {%- endmacro %}
 
 

@@ -13,7 +13,7 @@
 
   Returns one row per spine row: __fh_row and one column per aggregation.
 
-  Semantics (README, "Window aggregations"): at time t an aggregation with window W covers
+  Semantics (docs/window-aggregations.md): at time t an aggregation with window W covers
   the key's events with t - W < event_timestamp <= t (an event exactly W old is out, one at
   t is in). NULL values are skipped, as SQL aggregates do: count counts non-NULL values;
   an empty window gives count 0 and NULL for the others; stddev is the sample standard
@@ -192,13 +192,13 @@ where {{ time }} is null
 {#- Postgres recomputes a sliding frame from its head unless the aggregate has an inverse
     transition function; sum, avg and stddev_samp have one over numeric (not over double
     precision), so values are aggregated as numeric and each stays O(n) per key. min and
-    max have none: their cost grows with the events inside each window.
+    max have none: they run as running aggregates over time buckets of the window's width
+    instead (macros/postgres_window_aggregation.sql), so that their cost does not grow with
+    the events inside each window.
     https://www.postgresql.org/docs/15/sql-expressions.html#SYNTAX-WINDOW-FUNCTIONS
     https://www.postgresql.org/docs/15/xaggr.html#XAGGR-MOVING-AGGREGATES -#}
 {% macro postgres__window_aggregation(spine, events, join_keys, aggregations, time_column, row_column) -%}
-  {{ return(featurehouse._window_aggregation_query(
-      spine, events, join_keys, aggregations, time_column, row_column,
-      order_key='{}', offset="interval '{} microseconds'", numeric_type='numeric')) }}
+  {{ return(featurehouse.postgres_window_aggregation(spine, events, join_keys, aggregations, time_column, row_column)) }}
 {%- endmacro %}
 
 

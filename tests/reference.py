@@ -1,6 +1,6 @@
 """A brute-force point-in-time join in plain Python: the semantics the macros must implement.
 
-It follows DESIGN.md ("Point-in-time semantics") and the header of
+It follows docs/point-in-time.md and the header of
 macros/point_in_time_join.sql, written for clarity rather than speed (every spine row scans
 every feature row). For a spine row with join keys K and time t, and a view with ttl T:
 

@@ -39,6 +39,8 @@ VIEWS = {
     "card_tx": AGGREGATIONS,
     "card_amount": [a for a in AGGREGATIONS if a[0] == "amount"],
     "card_counts": [("amount", "count", "5m"), ("amount", "count", "1d")],
+    # only min and max: on Postgres these take the time-bucket pass alone (no RANGE frame)
+    "card_extremes": [("amount", "max", "5m"), ("amount", "min", "1h"), ("amount", "max", "1h")],
 }
 PROFILE_TTL = 3600
 
@@ -76,6 +78,12 @@ feature_views:
     source: tx
     aggregations:
 {aggregations("card_counts")}
+    online: false
+  - name: card_extremes
+    entities: [card]
+    source: tx
+    aggregations:
+{aggregations("card_extremes")}
     online: false
   - name: card_profile
     entities: [card]
@@ -181,6 +189,7 @@ class Built:
             "fv_card_tx": [(e["card_id"], e["event_timestamp"], None, e["amount"], e["merchant"]) for e in events],
             "fv_card_amount": one_column,
             "fv_card_counts": one_column,
+            "fv_card_extremes": one_column,
             "fv_card_profile": [(p["card_id"], p["event_timestamp"], None, p["credit_limit"]) for p in profiles],
         })
 

@@ -314,7 +314,7 @@ def test_spine_time_column_of_another_name(harness):
 
 
 def test_worked_example_of_docs_point_in_time(harness):
-    """The worked example in the README, "Point-in-time semantics" (conv_rate is f_float; drv has ttl 1h)."""
+    """The worked example of docs/point-in-time.md (conv_rate is f_float; drv has ttl 1h)."""
     at = lambda hour, minute=0, second=0, micro=0: dt.datetime(2024, 3, 31, hour, minute, second, micro)  # noqa: E731
     history = [(at(9), at(9, 5), 0.1, 1), (at(10), at(10, 1), 0.2, 2), (at(10), at(10, 30), 0.3, 3),
                (at(10), at(10, 30), 0.4, 4)]

@@ -1,10 +1,10 @@
-"""The online store layouts README.md documents ("### Store layouts") hold for every dtype, in every store.
+"""The online store layouts docs/store-layouts.md documents hold for every dtype, in every store.
 
 One view has every feature dtype and two join keys (a string, then an int64). After a sync,
 each store is read twice: through get_online_features, which must return exactly what
 get_historical_features returns at the sync's instant, and with the store's own client
-alone (sqlite3, psycopg, redis-py), decoded only by the rules the README states. The
-README's rules are written out here again on purpose: importing featurehouse's encoders
+alone (sqlite3, psycopg, redis-py), decoded only by the rules that page states. The
+page's rules are written out here again on purpose: importing featurehouse's encoders
 would test the code against itself.
 """
 
@@ -267,7 +267,7 @@ def as_json(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-# ---- SQLite, by the README ----------------------------------------------------------------------------
+# ---- SQLite, by the docs ------------------------------------------------------------------------------
 SQLITE_TYPES = {"bool": "INTEGER", "int32": "INTEGER", "int64": "INTEGER", "float32": "REAL", "float64": "REAL",
                 "string": "TEXT", "bytes": "BLOB", "timestamp": "TEXT"}
 SQLITE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
@@ -299,7 +299,7 @@ def read_sqlite(_: str, path: str, keys: list[tuple[str, int]]) -> dict[tuple[st
 
 
 def sqlite_row(row: dict[str, Any]) -> dict[str, Any]:
-    """One row decoded by the README; the Python type sqlite3 returns is the value's storage class."""
+    """One row decoded by the docs' rules; the Python type sqlite3 returns is the value's storage class."""
     created = row["created_timestamp"]
     out = {"event_timestamp": sqlite_time(row["event_timestamp"]),
            "created_timestamp": None if created is None else sqlite_time(created)}
@@ -312,7 +312,7 @@ def sqlite_row(row: dict[str, Any]) -> dict[str, Any]:
             out[feature] = [json_element(x, dtype[6:-1], sqlite_time) for x in json.loads(value)]
         else:
             storage = {"INTEGER": int, "REAL": float, "TEXT": str, "BLOB": bytes}[SQLITE_TYPES[dtype]]
-            if storage is float and value == "NaN":  # SQLite has no NaN: the README's text for one
+            if storage is float and value == "NaN":  # SQLite has no NaN: the docs' text for one
                 value = float(value)
             assert type(value) is storage, (feature, value)
             if dtype == "bool":
@@ -338,10 +338,10 @@ def json_element(value: Any, dtype: str, timestamp: Any) -> Any:
     return value
 
 
-# ---- Postgres, by the README --------------------------------------------------------------------------
+# ---- Postgres, by the docs ----------------------------------------------------------------------------
 POSTGRES_TYPES = {"bool": "boolean", "int32": "integer", "int64": "bigint", "float32": "real",
                   "float64": "double precision", "string": "text", "bytes": "bytea",
-                  "timestamp": "timestamp with time zone"}  # the README's timestamptz, as format_type spells it
+                  "timestamp": "timestamp with time zone"}  # the docs' timestamptz, as format_type spells it
 
 
 def postgres_type(dtype: str) -> str:
@@ -378,7 +378,7 @@ def read_postgres(url: str, schema: str, keys: list[tuple[str, int]]) -> dict[tu
             for r in rows}
 
 
-# ---- Redis, by the README -----------------------------------------------------------------------------
+# ---- Redis, by the docs -------------------------------------------------------------------------------
 def redis_key(prefix: str, values: tuple[Any, ...]) -> bytes:
     """`<prefix>:<view>:<k1>[:<k2>...]`: integers in decimal, booleans true/false, strings (UTF-8) and
     bytes as they are with `\\` written `\\\\` and `:` written `\\:`."""
@@ -445,10 +445,10 @@ def read_redis(url: str, prefix: str, keys: list[tuple[str, int]]) -> dict[tuple
         client.close()
 
 
-def test_readme_describes_these_layouts():
-    """The rules above are the README's: a change there must show up here."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = " ".join(readme.split("### Store layouts", 1)[1].split("\n### ", 1)[0].split())  # lines unwrapped
+def test_docs_describe_these_layouts():
+    """The rules above are docs/store-layouts.md's: a change there must show up here."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "store-layouts.md").read_text()
+    section = " ".join(page.split())  # lines unwrapped
     for rule in ["`YYYY-MM-DD HH:MM:SS.ffffff`", "WITHOUT ROWID", "fillfactor = 90",
                  "`<prefix>:<view>:<k1>[:<k2>...]`", "with `\\` written `\\\\` and `:` written `\\:`",
                  "`_created` absent when NULL", "A NULL feature has no field", "one code point U+0000-U+00FF per byte",

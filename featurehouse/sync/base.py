@@ -1,4 +1,8 @@
-"""The interface every online store implements, and the pieces the SQL stores share."""
+"""The interface every online store implements, and the pieces the stores share.
+
+The SQL stores (SQLite, Postgres) share more: their tables, sync state and upsert are
+``featurehouse.sync.sql_store``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import logging
 import os
 import re
 import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +27,7 @@ if TYPE_CHECKING:
 
 # progress(rows_done) after each written batch
 Progress = Callable[[int], None]
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # Redis stores times as microseconds since; HTTP's "no time"
 
 
 class SyncBusyError(OnlineStoreError):
@@ -32,7 +37,6 @@ class SyncBusyError(OnlineStoreError):
 class Backend:
     """One online store: the sync's writer and the factory of readers."""
 
-    kind: str = ""
     description: str = ""
     _con: Any = None  # the store's connection, opened by connect() on first use
     # rows the last write() did not write because the store holds a row that beats them
@@ -241,6 +245,24 @@ def decode_values(raw: Sequence[Any], decoders: Sequence[Any], on_bad: Callable[
         return out
 
 
+def decoder(dtype: str, scalars: Mapping[str, Any], array: Callable[[str], Any]) -> Any:
+    """A store's decoder of ``dtype``: ``scalars[dtype]``, or ``array(element dtype)`` for ``array<...>``."""
+    return array(dtype[len("array<"):-1]) if dtype.startswith("array<") else scalars[dtype]
+
+
+def held(mask: Sequence[bool]) -> tuple[list[int], frozenset[int]]:
+    """The positions of the features ``mask`` says the store holds, and those of the others."""
+    return [i for i, h in enumerate(mask) if h], frozenset(i for i, h in enumerate(mask) if not h)
+
+
+def spread(values: Sequence[Any], positions: Sequence[int], width: int) -> list[Any]:
+    """``values`` of the held features at their ``positions`` among ``width``; the others UNSYNCED."""
+    full: list[Any] = [UNSYNCED] * width
+    for i, v in zip(positions, values):
+        full[i] = v
+    return full
+
+
 def synced_mask(layout: "ViewLayout", features: Sequence[str], signature: str | None,
                 state_features: dict[str, str] | None) -> tuple[bool, ...]:
     """Which of ``features`` the store holds as their current dtype, by the view's sync state.
@@ -265,40 +287,59 @@ class ViewRows(list):  # type: ignore[type-arg]
         self.unsynced = unsynced
 
 
-# ---- SQL pieces shared by SQLite and Postgres ----------------------------------------------------------
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+# ---- each reader thread's own connection -------------------------------------------------------------
+class Connections:
+    """Each thread's own connection to a store (no pool lock per read), and all of them.
 
-
-def newer_condition(
-    layout: "ViewLayout", new: str, old: str, distinct: Callable[[str, str], str],
-    order: Callable[[str, str], str] = lambda expression, dtype: expression,
-) -> str:
-    """SQL that is true when row ``new`` beats row ``old`` by the point-in-time tie-break.
-
-    Greater event_timestamp; then greater created_timestamp (NULL is oldest); then, on a
-    full tie, greater feature values in schema order with NULL greater than any value.
-    ``distinct(a, b)`` renders a NULL-safe "a is not distinct from b".
+    Another thread finds a thread's connection to interrupt it (its deadline passed);
+    ``close`` closes them all. Each store opens and closes its own kind of connection.
     """
 
-    def col(side: str, name: str) -> str:
-        return f"{side}.{quote(name)}"
+    def __init__(self) -> None:
+        self.local = threading.local()  # .con: this thread's connection; a store may keep more per thread
+        self._lock = threading.Lock()
+        self._all: list[Any] = []
+        self._by_thread: dict[int, Any] = {}
+        self._interrupted: set[int] = set()
 
-    ev_new, ev_old = col(new, "event_timestamp"), col(old, "event_timestamp")
-    cr_new, cr_old = col(new, "created_timestamp"), col(old, "created_timestamp")
-    # One flat OR of AND chains, not one nested level per feature: SQLite's parser overflows
-    # its stack at about a dozen nested parentheses. AND binds tighter than OR.
-    same_time = f"{ev_new} = {ev_old} and {distinct(cr_new, cr_old)}"
-    terms = [f"{ev_new} > {ev_old}",
-             f"{ev_new} = {ev_old} and {cr_new} is not null and {cr_old} is null",
-             f"{ev_new} = {ev_old} and {cr_new} > {cr_old}"]
-    equal_so_far: list[str] = []
-    for feature, dtype in zip(layout.features, layout.dtypes):
-        a, b = order(col(new, feature), dtype), order(col(old, feature), dtype)
-        greater = f"({a} > {b} or {a} is null and {b} is not null)"
-        terms.append(" and ".join([same_time, *equal_so_far, greater]))
-        equal_so_far.append(distinct(a, b))
-    return "(" + " or ".join(terms) + ")"
+    def get(self) -> Any:
+        """This thread's connection (None: it has none)."""
+        return getattr(self.local, "con", None)
+
+    def add(self, con: Any) -> Any:
+        """Make ``con`` this thread's connection."""
+        self.local.con = con
+        with self._lock:
+            self._all.append(con)
+            self._by_thread[threading.get_ident()] = con
+        return con
+
+    def drop(self) -> None:
+        """Forget this thread's connection (it is broken): the thread's next call opens a new one."""
+        self.local.con = None
+
+    def interrupt(self, thread_id: int) -> Any:
+        """Mark thread ``thread_id`` interrupted and return its connection (None: it has none)."""
+        with self._lock:
+            self._interrupted.add(thread_id)
+            return self._by_thread.get(thread_id)
+
+    def interrupted(self) -> bool:
+        """Whether this thread was interrupted since it last cleared that."""
+        return threading.get_ident() in self._interrupted
+
+    def clear_interrupt(self) -> None:
+        self._interrupted.discard(threading.get_ident())
+
+    def close(self, close: Callable[[Any], Any]) -> None:
+        """``close`` every connection; threads open new ones on their next call."""
+        with self._lock:
+            for con in self._all:
+                with contextlib.suppress(Exception):
+                    close(con)
+            self._all.clear()
+            self._by_thread.clear()
+        self.local = threading.local()
 
 
 def wait_for(wait: float, attempt: Callable[[], bool], on_busy: Callable[[], BaseException]) -> None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from featurehouse.specs import FeatureView
 
 # Part of every view's signature: raising it makes the next sync of every store a full refresh.
-# 2: SQLite keeps NaN (as the text 'NaN') and writes bytes and timestamps in arrays by the README's rules.
+# 2: SQLite keeps NaN (as the text 'NaN') and writes bytes and timestamps in arrays by the rules in docs/store-layouts.md.
 STATE_FORMAT = 2
 # A feature view may not take these names: the stores keep their own bookkeeping under them.
 STATE_TABLE = "_featurehouse_sync_state"

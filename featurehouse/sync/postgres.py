@@ -17,30 +17,29 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import OnlineStoreError
 from featurehouse.sync.base import (
     INVALID,
-    UNSYNCED,
-    Backend,
+    Connections,
     Progress,
     Reader,
     ViewRows,
     busy,
+    held,
     lock_owner,
-    newer_condition,
-    quote,
     reason,
     redact_url,
     report_corrupt,
     rows_to_write,
+    spread,
     synced_mask,
     wait_for,
 )
 from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout
+from featurehouse.sync.sql_store import SQLBackend, SQLDialect, quote
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,14 +48,24 @@ if TYPE_CHECKING:
 
 BATCH_ROWS = 100_000
 LOCK_CLASS = 0x6668  # "fh": the first key of the two-key advisory lock
-_TYPES = {"bool": "boolean", "int32": "integer", "int64": "bigint", "float32": "real", "float64": "double precision",
-          "string": "text", "bytes": "bytea", "timestamp": "timestamptz"}
 
 
-def postgres_type(dtype: str) -> str:
-    if dtype.startswith("array<"):
-        return postgres_type(dtype[len("array<"):-1]) + "[]"
-    return _TYPES[dtype]
+def _order(expression: str, dtype: str) -> str:
+    # byte-wise, as DuckDB and the point-in-time macro compare strings
+    return f'{expression} COLLATE "C"' if dtype == "string" else expression
+
+
+DIALECT = SQLDialect(
+    types={"bool": "boolean", "int32": "integer", "int64": "bigint", "float32": "real",
+           "float64": "double precision", "string": "text", "bytes": "bytea", "timestamp": "timestamptz"},
+    array=lambda element: element + "[]",
+    placeholder="%s",
+    # fillfactor 90: room in each page for an incremental sync's updates to stay on the page
+    # (HOT updates, no new index entry): the upsert of 1% of a million rows takes half the time
+    table_options="WITH (fillfactor = 90)",
+    distinct=lambda a, b: f"{a} IS NOT DISTINCT FROM {b}",
+    order=_order,
+)
 
 
 APPLICATION = "featurehouse sync: "  # then the lock owner: busy() names it
@@ -76,8 +85,8 @@ def _open(url: str, application: str, timeout: float | None = None) -> "psycopg.
     return con
 
 
-class PostgresBackend(Backend):
-    kind = "postgres"
+class PostgresBackend(SQLBackend):
+    dialect = DIALECT
 
     def __init__(self, url: str, schema: str):
         self.url = url
@@ -96,10 +105,7 @@ class PostgresBackend(Backend):
         try:
             self._con = _open(self.url, APPLICATION + lock_owner())
             self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
-            self._con.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table(STATE_TABLE)} (view text PRIMARY KEY, "
-                "signature text NOT NULL, synced_at timestamptz NOT NULL, rows bigint NOT NULL, state bytea NOT NULL)"
-            )
+            self._con.execute(self.state_table_sql())
         except psycopg.Error as error:
             self._con = None
             raise OnlineStoreError(f"cannot reach {self.description}: {reason(error, self.url)}") from None
@@ -130,15 +136,6 @@ class PostgresBackend(Backend):
             with contextlib.suppress(Exception):
                 self.con.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, key))
 
-    # ---- state -------------------------------------------------------------------------
-    def read_state(self, layout: ViewLayout) -> SyncState | None:
-        row = self.con.execute(f"SELECT state FROM {self.table(STATE_TABLE)} WHERE view = %s", (layout.name,)).fetchone()
-        return SyncState.from_bytes(bytes(row[0]), layout.name) if row else None
-
-    def states(self) -> list[SyncState]:
-        rows = self.con.execute(f"SELECT view, state FROM {self.table(STATE_TABLE)} ORDER BY view").fetchall()
-        return [s for s in (SyncState.from_bytes(bytes(r[1]), r[0]) for r in rows) if s is not None]
-
     # ---- writes ------------------------------------------------------------------------
     def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
               state: SyncState, progress: Progress) -> int:
@@ -155,28 +152,23 @@ class PostgresBackend(Backend):
                     temporary = "_fh_build_" + hashlib.sha256(layout.name.encode()).hexdigest()[:16]
                     building = self.table(temporary)
                     con.execute(f"DROP TABLE IF EXISTS {building}")
-                    con.execute(_create_table_sql(layout, building, constraint=temporary + "_pkey"))
+                    con.execute(self.create_table_sql(layout, building, constraint=temporary + "_pkey"))
                     written = _copy(con, building, names, table, layout, progress)
                     con.execute(f"DROP TABLE IF EXISTS {target}")
                     con.execute(f"ALTER TABLE {building} RENAME TO {quote(layout.name)}")
                     con.execute(f"ALTER TABLE {target} RENAME CONSTRAINT {quote(temporary + '_pkey')} "
                                 f"TO {quote(layout.name + '_pkey')}")
                 else:
-                    con.execute(_create_table_sql(layout, target, if_not_exists=True))
+                    con.execute(self.create_table_sql(layout, target, if_not_exists=True))
                     rows = rows_to_write(table, changed)
                     if rows.num_rows:
                         con.execute(f"CREATE TEMPORARY TABLE _fh_stage (LIKE {target}) ON COMMIT DROP")
                         _copy(con, "_fh_stage", names, rows, layout, progress)
                         keys = ", ".join(quote(k) for k in layout.join_keys)
-                        updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}"
-                                            for c in layout.columns if c not in layout.join_keys)
-                        condition = newer_condition(
-                            layout, "excluded", target, lambda a, b: f"{a} IS NOT DISTINCT FROM {b}", _order)
                         # in key order, the index probes walk the primary key instead of jumping
                         # around it: ~20% faster for 1% of a million rows
-                        cur = con.execute(
-                            f"INSERT INTO {target} ({names}) SELECT {names} FROM _fh_stage ORDER BY {keys} "
-                            f"ON CONFLICT ({keys}) DO UPDATE SET {updates} WHERE {condition}")
+                        cur = con.execute(self.upsert_sql(
+                            layout, target, f"SELECT {names} FROM _fh_stage ORDER BY {keys}"))
                         written = cur.rowcount
                         if written < rows.num_rows:  # which of the others lost to a stored row that beats them
                             on = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in layout.join_keys)
@@ -185,12 +177,7 @@ class PostgresBackend(Backend):
                             self.kept = con.execute(
                                 f"SELECT count(*) FROM _fh_stage s JOIN {target} t ON {on} "
                                 f"WHERE ROW({cols}) IS DISTINCT FROM ROW({stored})").fetchone()[0]
-                con.execute(
-                    f"INSERT INTO {self.table(STATE_TABLE)} (view, signature, synced_at, rows, state) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (view) DO UPDATE SET signature = excluded.signature, "
-                    "synced_at = excluded.synced_at, rows = excluded.rows, state = excluded.state",
-                    (state.view, state.signature, state.synced_at, state.rows, state.to_bytes()),
-                )
+                self.save_state(state)
         except psycopg.Error as error:
             raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: "
                                    f"{reason(error, self.url)}") from None
@@ -204,23 +191,6 @@ class PostgresBackend(Backend):
             with contextlib.suppress(Exception):
                 self._con.close()
             self._con = None
-
-
-def _order(expression: str, dtype: str) -> str:
-    # byte-wise, as DuckDB and the point-in-time macro compare strings
-    return f'{expression} COLLATE "C"' if dtype == "string" else expression
-
-
-def _create_table_sql(layout: ViewLayout, table: str, if_not_exists: bool = False, constraint: str | None = None) -> str:
-    columns = [f"{quote(k)} {postgres_type(d)} NOT NULL" for k, d in zip(layout.join_keys, layout.key_dtypes)]
-    columns += ['"event_timestamp" timestamptz NOT NULL', '"created_timestamp" timestamptz']
-    columns += [f"{quote(f)} {postgres_type(d)}" for f, d in zip(layout.features, layout.dtypes)]
-    keys = ", ".join(quote(k) for k in layout.join_keys)
-    exists = "IF NOT EXISTS " if if_not_exists else ""
-    name = f"CONSTRAINT {quote(constraint)} " if constraint else ""
-    # fillfactor 90: room in each page for an incremental sync's updates to stay on the page
-    # (HOT updates, no new index entry): the upsert of 1% of a million rows takes half the time
-    return f"CREATE TABLE {exists}{table} ({', '.join(columns)}, {name}PRIMARY KEY ({keys})) WITH (fillfactor = 90)"
 
 
 def _copy(con: "psycopg.Connection", table: str, names: str, rows: "pa.Table", layout: ViewLayout,
@@ -301,8 +271,7 @@ class _Variant:
     __slots__ = ("sql", "sql_one", "positions", "unsynced", "timestamps")
 
     def __init__(self, schema: str, layout: ViewLayout, features: Sequence[str], mask: Sequence[bool]):
-        self.positions = [i for i, held in enumerate(mask) if held]
-        self.unsynced = frozenset(i for i, held in enumerate(mask) if not held)
+        self.positions, self.unsynced = held(mask)
         read = [features[i] for i in self.positions]
         self.timestamps = True  # event_timestamp is one
         # the state's signature, in the same statement: the rows and the layout they were written by agree
@@ -312,12 +281,12 @@ class _Variant:
         table = f"{quote(schema)}.{quote(layout.name)}"
         # one entity: a plain equality per key, whose prepared plan is a primary-key lookup
         self.sql_one = f"SELECT {cols} FROM {table} WHERE " + " AND ".join(
-            f"{quote(k)} = %s::{postgres_type(d)}" for k, d in zip(layout.join_keys, layout.key_dtypes))
+            f"{quote(k)} = %s::{DIALECT.column_type(d)}" for k, d in zip(layout.join_keys, layout.key_dtypes))
         if len(layout.join_keys) == 1:
             key = layout.join_keys[0]
-            self.sql = f"SELECT {cols} FROM {table} WHERE {quote(key)} = ANY(%s::{postgres_type(layout.key_dtypes[0])}[])"
+            self.sql = f"SELECT {cols} FROM {table} WHERE {quote(key)} = ANY(%s::{DIALECT.column_type(layout.key_dtypes[0])}[])"
         else:
-            arrays = ", ".join(f"%s::{postgres_type(d)}[]" for d in layout.key_dtypes)
+            arrays = ", ".join(f"%s::{DIALECT.column_type(d)}[]" for d in layout.key_dtypes)
             keys = ", ".join(quote(k) for k in layout.join_keys)
             self.sql = f"SELECT {cols} FROM {table} WHERE ({keys}) IN (SELECT * FROM unnest({arrays}))"
 
@@ -341,16 +310,12 @@ class PostgresReader(Reader):
         self.url = url
         self.schema = schema
         self.timeout = timeout
-        self._local = threading.local()
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
-        self._by_thread: dict[int, Any] = {}  # thread id -> its connection, for interrupt()
-        self._interrupted: set[int] = set()
+        self._connections = Connections()
 
     def _con(self) -> "psycopg.Connection":
         import psycopg
 
-        con = getattr(self._local, "con", None)
+        con = self._connections.get()
         if con is None or con.closed:
             try:
                 con = _open(self.url, "featurehouse online reads", self.timeout)
@@ -359,10 +324,7 @@ class PostgresReader(Reader):
                                        f"{reason(error, self.url)}") from None
             con.prepare_threshold = 0
             _tolerate_bad_timestamps(con)
-            self._local.con = con
-            with self._lock:
-                self._all.append(con)
-                self._by_thread[threading.get_ident()] = con
+            self._connections.add(con)
         return con
 
     def prepare(self, layout: ViewLayout, features: Sequence[str]) -> _Prepared:
@@ -374,9 +336,7 @@ class PostgresReader(Reader):
         import os
         import socket
 
-        with self._lock:
-            con = self._by_thread.get(thread_id)
-            self._interrupted.add(thread_id)
+        con = self._connections.interrupt(thread_id)
         if con is None or con.closed:
             return
         with contextlib.suppress(Exception):
@@ -390,13 +350,13 @@ class PostgresReader(Reader):
         import psycopg
 
         for attempt in (0, 1):  # a retry for a connection the server dropped since its last use
-            old = getattr(self._local, "con", None)
+            old = self._connections.get()
             con = self._con()
             try:
                 con.execute("SELECT 1")
                 return
             except psycopg.Error as error:
-                self._local.con = None
+                self._connections.drop()
                 if attempt or old is not con or not con.broken:
                     raise OnlineStoreError(f"the Postgres online store {redact_url(self.url)} does not answer: "
                                            f"{reason(error, self.url)}") from None
@@ -404,12 +364,12 @@ class PostgresReader(Reader):
     def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[Any]:
         # One retry on a new connection when this thread's old one turns out dead (the server
         # restarted since its last use); none after an interrupt (the caller's deadline passed).
-        old = getattr(self._local, "con", None)
-        self._interrupted.discard(threading.get_ident())
+        old = self._connections.get()
+        self._connections.clear_interrupt()
         try:
             return self._read_once(requests)
         except OnlineStoreError:
-            if old is None or old.closed is False and not old.broken or threading.get_ident() in self._interrupted:
+            if old is None or old.closed is False and not old.broken or self._connections.interrupted():
                 raise
         return self._read_once(requests)
 
@@ -450,7 +410,7 @@ class PostgresReader(Reader):
                             f"run 'featurehouse sync --full-refresh --views {prepared.layout.name}'") from None
                 fetched[i] = rows
         except psycopg.Error as error:
-            self._local.con = None
+            self._connections.drop()
             raise OnlineStoreError(f"reading the Postgres online store {redact_url(self.url)} failed: "
                                    f"{reason(error, self.url)}") from None
         results: list[Any] = []
@@ -462,15 +422,8 @@ class PostgresReader(Reader):
             if variant.timestamps:  # a timestamp psycopg cannot hold (past year 9999, infinity) is INVALID
                 rows = [self._checked(prepared, variant, r) for r in rows]
             if variant.unsynced:
-                width = len(prepared.features)
-
-                def spread(values: Sequence[Any], variant: _Variant = variant, width: int = width) -> list[Any]:
-                    full: list[Any] = [UNSYNCED] * width
-                    for i, v in zip(variant.positions, values):
-                        full[i] = v
-                    return full
-
-                found = {tuple(r[1:n + 1]): (r[n + 1], spread(r[n + 2:])) for r in rows}
+                positions, width = variant.positions, len(prepared.features)
+                found = {tuple(r[1:n + 1]): (r[n + 1], spread(r[n + 2:], positions, width)) for r in rows}
             else:
                 found = {tuple(r[1:n + 1]): (r[n + 1], list(r[n + 2:])) for r in rows}
             results.append(ViewRows([found.get(k) for k in keys], variant.unsynced))
@@ -525,15 +478,11 @@ class PostgresReader(Reader):
 
     def _fetch(self, con: "psycopg.Connection", prepared: _Prepared, keys: Sequence[tuple[Any, ...]],
                variant: _Variant) -> list[Any]:
-        cur = getattr(self._local, "cursor", None)
+        cur = getattr(self._connections.local, "cursor", None)
         if cur is None or cur.closed or cur.connection is not con:
-            cur = self._local.cursor = con.cursor(binary=True)
+            cur = self._connections.local.cursor = con.cursor(binary=True)
         cur.execute(*self._query(prepared, keys, variant), prepare=True)
         return cur.fetchall()
 
     def close(self) -> None:
-        with self._lock:
-            for con in self._all:
-                with contextlib.suppress(Exception):
-                    con.close()
-            self._all.clear()
+        self._connections.close(lambda con: con.close())

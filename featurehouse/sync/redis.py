@@ -40,19 +40,23 @@ from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import OnlineStoreError
 from featurehouse.sync.base import (
+    EPOCH,
     INVALID,
-    UNSYNCED,
     Backend,
+    Connections,
     Progress,
     Reader,
     ViewRows,
     busy,
     decode_values,
+    decoder,
+    held,
     lock_owner,
     reason,
     redact_url,
     report_corrupt,
     rows_to_write,
+    spread,
     synced_mask,
     wait_for,
 )
@@ -67,7 +71,6 @@ BATCH = 1_000          # entities per EVALSHA (or plain HSETs per send)
 PIPELINE = 16          # command groups in flight
 CHUNK = 100_000        # rows encoded at a time
 LOCK_MS = 15_000
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # KEYS: entity hashes. ARGV: n, mode ('c' conditional | 'f' force), kinds (one letter per
 # feature: n numeric, s bytes, j JSON), n field names, then per entity: event µs, created µs
@@ -283,8 +286,6 @@ def _client(url: str) -> "redis.Redis":
 
 
 class RedisBackend(Backend):
-    kind = "redis"
-
     def __init__(self, url: str, prefix: str):
         self.url = url
         self.prefix = prefix
@@ -591,21 +592,13 @@ def _json_list(b: bytes) -> list[Any]:
     return values
 
 
-def _decoder(dtype: str) -> Any:
-    """A function from the stored bytes to the dtype's Python value; it raises on anything else."""
-    if dtype in ("int32", "int64"):
-        return _int
-    if dtype in ("float32", "float64"):
-        return float
-    if dtype == "bool":
-        return _bool
-    if dtype == "string":
-        return lambda b: b.decode()
-    if dtype == "bytes":
-        return None
-    if dtype == "timestamp":
-        return _micros
-    inner = dtype[len("array<"):-1]
+# From the stored bytes to the dtype's Python value (None: the bytes as they are); each raises on anything else.
+_DECODERS = {"int32": _int, "int64": _int, "float32": float, "float64": float, "bool": _bool,
+             "string": lambda b: b.decode(), "bytes": None, "timestamp": _micros}
+
+
+def _array_decoder(inner: str) -> Any:
+    """An array's decoder: JSON of its elements, timestamps as epoch microseconds, bytes one code point a byte."""
     if inner == "timestamp":
         return lambda b: [None if x is None else _micros(x) for x in _json_list(b)]
     if inner == "bytes":
@@ -619,12 +612,11 @@ class _Variant:
     __slots__ = ("head", "tail", "decoders", "positions", "unsynced")
 
     def __init__(self, layout: ViewLayout, features: Sequence[str], mask: Sequence[bool]):
-        self.positions = [i for i, held in enumerate(mask) if held]
-        self.unsynced = frozenset(i for i, held in enumerate(mask) if not held)
+        self.positions, self.unsynced = held(mask)
         fields = ["_ts", *(features[i] for i in self.positions)]
         self.head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
         self.tail = b"".join(_bulk_bytes(f) for f in fields)
-        self.decoders = [_decoder(layout.dtype(features[i])) for i in self.positions]
+        self.decoders = [decoder(layout.dtype(features[i]), _DECODERS, _array_decoder) for i in self.positions]
 
 
 class _Prepared:
@@ -660,29 +652,19 @@ class RedisReader(Reader):
         except ValueError as error:
             raise OnlineStoreError(f"online_store.url {redact_url(url)} is not a valid Redis URL: "
                                    f"{reason(error, url)}") from None
-        self._local = threading.local()
-        self._all: list[Any] = []
-        self._guard = threading.Lock()
-        self._by_thread: dict[int, Any] = {}  # thread id -> its connection, for interrupt()
-        self._interrupted: set[int] = set()
+        self._connections = Connections()
 
     def _connection(self) -> Any:
         """This thread's own connection: no pool lock and no health poll on every read."""
-        connection = getattr(self._local, "connection", None)
+        connection = self._connections.get()
         if connection is None:
-            connection = self.pool.make_connection()
-            self._local.connection = connection
-            with self._guard:
-                self._all.append(connection)
-                self._by_thread[threading.get_ident()] = connection
+            connection = self._connections.add(self.pool.make_connection())
         return connection
 
     def interrupt(self, thread_id: int) -> None:
         import socket
 
-        with self._guard:
-            connection = self._by_thread.get(thread_id)
-            self._interrupted.add(thread_id)
+        connection = self._connections.interrupt(thread_id)
         sock = getattr(connection, "_sock", None)
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -691,7 +673,7 @@ class RedisReader(Reader):
     def ping(self) -> None:
         import redis
 
-        self._interrupted.discard(threading.get_ident())
+        self._connections.clear_interrupt()
         for attempt in (0, 1):  # a retry for a connection the server dropped since its last use
             connection = self._connection()
             try:
@@ -700,7 +682,7 @@ class RedisReader(Reader):
                 return
             except redis.ConnectionError as error:
                 self._drop(connection)
-                if not attempt and threading.get_ident() not in self._interrupted:
+                if not attempt and not self._connections.interrupted():
                     continue
                 raise OnlineStoreError(f"the Redis online store {redact_url(self.url)} does not answer: "
                                        f"{reason(error, self.url)}") from None
@@ -732,8 +714,7 @@ class RedisReader(Reader):
         import redis
 
         packed = b"".join(commands)
-        if self._interrupted:  # an interrupt that came after this thread's last call ended
-            self._interrupted.discard(threading.get_ident())
+        self._connections.clear_interrupt()  # an interrupt that came after this thread's last call ended
         for attempt in (0, 1):
             connection = self._connection()
             try:
@@ -744,9 +725,9 @@ class RedisReader(Reader):
                 self._drop(connection)
                 # one retry for a stale connection (Redis restarted); none after a timeout or
                 # an interrupt, which would only double the wait on a frozen server
-                interrupted = self._interrupted and threading.get_ident() in self._interrupted
+                interrupted = self._connections.interrupted()
                 if interrupted:
-                    self._interrupted.discard(threading.get_ident())
+                    self._connections.clear_interrupt()
                 if attempt or interrupted or isinstance(error, redis.TimeoutError):
                     raise OnlineStoreError(f"reading the Redis online store {redact_url(self.url)} failed: "
                                            f"{reason(error, self.url)}") from None
@@ -815,17 +796,10 @@ class RedisReader(Reader):
                 continue
             values = decode_values(reply[1:], decoders, bad)
             if variant.unsynced:
-                full: list[Any] = [UNSYNCED] * width
-                for i, v in zip(variant.positions, values):
-                    full[i] = v
-                values = full
+                values = spread(values, variant.positions, width)
             view_rows.append((stamp, values))
         return ViewRows(view_rows, variant.unsynced)
 
     def close(self) -> None:
-        with self._guard:
-            for connection in self._all:
-                connection.disconnect()
-            self._all.clear()
-        self._local = threading.local()
+        self._connections.close(lambda connection: connection.disconnect())
         self.pool.disconnect()

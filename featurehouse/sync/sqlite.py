@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,23 +25,24 @@ from typing import TYPE_CHECKING, Any
 from featurehouse.errors import OnlineStoreError
 from featurehouse.sync.base import (
     INVALID,
-    UNSYNCED,
-    Backend,
+    Connections,
     Progress,
     Reader,
     ViewRows,
     busy,
     decode_values,
+    decoder,
+    held,
     lock_owner,
-    newer_condition,
-    quote,
     reason,
     report_corrupt,
     rows_to_write,
+    spread,
     synced_mask,
     wait_for,
 )
 from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout
+from featurehouse.sync.sql_store import SQLBackend, SQLDialect, insert_sql, quote
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,12 +50,15 @@ if TYPE_CHECKING:
 
 BATCH_ROWS = 50_000
 CHUNK_KEYS = 500
-_TYPES = {"bool": "INTEGER", "int32": "INTEGER", "int64": "INTEGER", "float32": "REAL", "float64": "REAL",
-          "string": "TEXT", "bytes": "BLOB", "timestamp": "TEXT"}
-
-
-def sqlite_type(dtype: str) -> str:
-    return "TEXT" if dtype.startswith("array<") else _TYPES[dtype]
+DIALECT = SQLDialect(
+    types={"bool": "INTEGER", "int32": "INTEGER", "int64": "INTEGER", "float32": "REAL", "float64": "REAL",
+           "string": "TEXT", "bytes": "BLOB", "timestamp": "TEXT"},
+    array=lambda element: "TEXT",  # JSON
+    placeholder="?",
+    # WITHOUT ROWID: the primary key is the table's only B-tree (half the writes, one lookup per read)
+    table_options="WITHOUT ROWID",
+    distinct=lambda a, b: f"{a} IS {b}",
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -66,8 +69,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
-class SQLiteBackend(Backend):
-    kind = "sqlite"
+class SQLiteBackend(SQLBackend):
+    dialect = DIALECT
 
     def __init__(self, path: Path):
         self.path = path
@@ -83,11 +86,7 @@ class SQLiteBackend(Backend):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._con = _connect(self.path)
-            self._con.execute(
-                f"CREATE TABLE IF NOT EXISTS {quote(STATE_TABLE)} "
-                "(view TEXT PRIMARY KEY, signature TEXT NOT NULL, synced_at TEXT NOT NULL, "
-                "rows INTEGER NOT NULL, state BLOB NOT NULL)"
-            )
+            self._con.execute(self.state_table_sql())
         except (OSError, sqlite3.Error) as error:
             raise OnlineStoreError(f"cannot open {self.description}: {reason(error)}") from None
 
@@ -120,46 +119,25 @@ class SQLiteBackend(Backend):
         finally:
             handle.close()  # releases the lock
 
-    # ---- state -------------------------------------------------------------------------
-    def read_state(self, layout: ViewLayout) -> SyncState | None:
-        row = self.con.execute(f"SELECT state FROM {quote(STATE_TABLE)} WHERE view = ?", (layout.name,)).fetchone()
-        return SyncState.from_bytes(row[0], layout.name) if row else None
-
-    def states(self) -> list[SyncState]:
-        rows = self.con.execute(f"SELECT view, state FROM {quote(STATE_TABLE)} ORDER BY view").fetchall()
-        return [s for s in (SyncState.from_bytes(r[1], r[0]) for r in rows) if s is not None]
-
-    def _save_state(self, state: SyncState) -> None:
-        self.con.execute(
-            f"INSERT INTO {quote(STATE_TABLE)} (view, signature, synced_at, rows, state) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (view) DO UPDATE SET signature = excluded.signature, synced_at = excluded.synced_at, "
-            "rows = excluded.rows, state = excluded.state",
-            (state.view, state.signature, state.synced_at.isoformat(), state.rows, state.to_bytes()),
-        )
+    def stored_time(self, when: datetime) -> str:
+        return when.isoformat()
 
     # ---- writes ------------------------------------------------------------------------
     def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
               state: SyncState, progress: Progress) -> int:
         con = self.con
         self.kept = 0
-        columns = layout.columns
-        names = ", ".join(quote(c) for c in columns)
-        marks = ", ".join("?" for _ in columns)
         target = quote(layout.name)
         try:
             con.execute("BEGIN IMMEDIATE")
             if changed is None:
                 building = quote(layout.name + "__fh_new")
                 con.execute(f"DROP TABLE IF EXISTS {building}")
-                con.execute(_create_table_sql(layout, building))
-                sql = f"INSERT INTO {building} ({names}) VALUES ({marks})"
+                con.execute(self.create_table_sql(layout, building))
+                sql = insert_sql(self.dialect, layout, building)
             else:
-                con.execute(_create_table_sql(layout, target, if_not_exists=True))
-                keys = ", ".join(quote(k) for k in layout.join_keys)
-                updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in layout.join_keys)
-                condition = newer_condition(layout, "excluded", target, lambda a, b: f"{a} IS {b}")
-                sql = (f"INSERT INTO {target} ({names}) VALUES ({marks}) "
-                       f"ON CONFLICT ({keys}) DO UPDATE SET {updates} WHERE {condition}")
+                con.execute(self.create_table_sql(layout, target, if_not_exists=True))
+                sql = self.upsert_sql(layout, target)
                 table = rows_to_write(table, changed)
             # key order turns B-tree inserts into appends
             table = table.sort_by([(k, "ascending") for k in layout.join_keys])
@@ -174,7 +152,7 @@ class SQLiteBackend(Backend):
                 con.execute(f"ALTER TABLE {building} RENAME TO {target}")
             elif written < table.num_rows:  # some rows lost to the stored ones: which beat them, which equal them
                 self.kept = self._count_kept(con, layout, table)
-            self._save_state(state)
+            self.save_state(state)
             con.execute("COMMIT")
         except sqlite3.Error as error:
             with contextlib.suppress(sqlite3.Error):
@@ -202,10 +180,6 @@ class SQLiteBackend(Backend):
             kept += sum(1 for r in rows if stored.get(tuple(r[:n])) != tuple(r))
         return kept
 
-    def drop_view(self, name: str) -> None:
-        self.con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
-        self.con.execute(f"DELETE FROM {quote(STATE_TABLE)} WHERE view = ?", (name,))
-
     def reader(self, timeout: float | None = None) -> "SQLiteReader":
         return SQLiteReader(self.path, timeout)
 
@@ -213,16 +187,6 @@ class SQLiteBackend(Backend):
         if self._con is not None:
             self._con.close()
             self._con = None
-
-
-def _create_table_sql(layout: ViewLayout, table: str, if_not_exists: bool = False) -> str:
-    columns = [f"{quote(k)} {sqlite_type(d)} NOT NULL" for k, d in zip(layout.join_keys, layout.key_dtypes)]
-    columns += ['"event_timestamp" TEXT NOT NULL', '"created_timestamp" TEXT']
-    columns += [f"{quote(f)} {sqlite_type(d)}" for f, d in zip(layout.features, layout.dtypes)]
-    keys = ", ".join(quote(k) for k in layout.join_keys)
-    exists = "IF NOT EXISTS " if if_not_exists else ""
-    # WITHOUT ROWID: the primary key is the table's only B-tree (half the writes, one lookup per read)
-    return f"CREATE TABLE {exists}{table} ({', '.join(columns)}, PRIMARY KEY ({keys})) WITHOUT ROWID"
 
 
 def python_rows(batch: "pa.RecordBatch", layout: ViewLayout) -> list[tuple[Any, ...]]:
@@ -289,21 +253,17 @@ def _bool(v: Any) -> bool:
     return bool(v)
 
 
-def _decoder(dtype: str) -> Any:
-    """A function from the stored value to the dtype's Python value; it raises on anything else."""
-    if dtype == "bool":
-        return _bool
-    if dtype in ("int32", "int64"):
-        return _expect(int, "an integer")
-    if dtype in ("float32", "float64"):
-        return _float  # a NaN is stored as the text 'NaN'
-    if dtype == "string":
-        return _expect(str, "text")
-    if dtype == "bytes":
-        return _expect(bytes, "a blob")
-    if dtype == "timestamp":
-        return lambda v: _parse_timestamp(_expect(str, "text")(v))
-    element = dtype[len("array<"):-1]
+# From the stored value to the dtype's Python value; each raises on anything else.
+_DECODERS = {
+    "bool": _bool, "int32": _expect(int, "an integer"), "int64": _expect(int, "an integer"),
+    "float32": _float, "float64": _float,  # a NaN is stored as the text 'NaN'
+    "string": _expect(str, "text"), "bytes": _expect(bytes, "a blob"),
+    "timestamp": lambda v: _parse_timestamp(_expect(str, "text")(v)),
+}
+
+
+def _array_decoder(element: str) -> Any:
+    """An array's decoder: JSON text of its elements (see _json_element)."""
     inner = (lambda x: x.encode("latin-1")) if element == "bytes" else _json_decoder(element)
 
     def array(v: Any) -> list[Any]:
@@ -339,14 +299,13 @@ class _Variant:
     __slots__ = ("select", "decoders", "positions", "unsynced")
 
     def __init__(self, layout: ViewLayout, features: Sequence[str], mask: Sequence[bool]):
-        self.positions = [i for i, held in enumerate(mask) if held]
-        self.unsynced = frozenset(i for i, held in enumerate(mask) if not held)
+        self.positions, self.unsynced = held(mask)
         read = [features[i] for i in self.positions]
         cols = [*layout.join_keys, "event_timestamp", *read]
         # the state's signature, in the same statement: the rows and the layout they were written by agree
         self.select = (f"SELECT (SELECT signature FROM {_ident(STATE_TABLE)} WHERE view = ?), "
                        f"{', '.join(_ident(c) for c in cols)} FROM {_ident(layout.name)} WHERE ")
-        self.decoders = [_decoder(layout.dtype(f)) for f in read]
+        self.decoders = [decoder(layout.dtype(f), _DECODERS, _array_decoder) for f in read]
 
 
 class _Prepared:
@@ -368,12 +327,10 @@ class SQLiteReader(Reader):
     def __init__(self, path: Path, timeout: float | None = None):
         self.path = path
         self.timeout = timeout
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._by_thread: dict[int, sqlite3.Connection] = {}  # thread id -> its connection, for interrupt()
+        self._connections = Connections()
 
     def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
+        con = self._connections.get()
         if con is None:
             if not self.path.exists():
                 raise OnlineStoreError(f"the SQLite online store {self.path} does not exist yet; run 'featurehouse sync'")
@@ -384,16 +341,14 @@ class SQLiteReader(Reader):
                                       timeout=self.timeout if self.timeout else 5.0)
             except sqlite3.Error as error:
                 raise OnlineStoreError(f"cannot open the SQLite online store {self.path}: {reason(error)}") from None
-            self._local.con = con
-            self._all.append(con)
-            self._by_thread[threading.get_ident()] = con
+            self._connections.add(con)
         return con
 
     def prepare(self, layout: ViewLayout, features: Sequence[str]) -> _Prepared:
         return _Prepared(layout, features)
 
     def interrupt(self, thread_id: int) -> None:
-        con = self._by_thread.get(thread_id)
+        con = self._connections.interrupt(thread_id)
         if con is not None:
             with contextlib.suppress(sqlite3.Error):
                 con.interrupt()  # thread-safe: the running statement fails with "interrupted"
@@ -451,10 +406,7 @@ class SQLiteReader(Reader):
 
             values = decode_values(r[n + 2:], decoders, bad)
             if variant.unsynced:
-                full: list[Any] = [UNSYNCED] * width
-                for i, v in zip(variant.positions, values):
-                    full[i] = v
-                values = full
+                values = spread(values, variant.positions, width)
             try:
                 stamp: Any = _parse_timestamp(r[n + 1])
             except (TypeError, ValueError) as error:
@@ -500,7 +452,4 @@ class SQLiteReader(Reader):
         return con.execute(variant.select + where, params).fetchall()
 
     def close(self) -> None:
-        for con in self._all:
-            with contextlib.suppress(sqlite3.Error):
-                con.close()
-        self._all.clear()
+        self._connections.close(sqlite3.Connection.close)
