@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent
 
 def _package_macros():
     # the same code that featurehouse uses to compare a repo's copy, without importing featurehouse
-    spec = importlib.util.spec_from_file_location("_fh_package_macros", ROOT / "featurehouse" / "package_macros.py")
+    spec = importlib.util.spec_from_file_location("_fh_package_macros", ROOT / "featurehouse" / "dbt" / "package_macros.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

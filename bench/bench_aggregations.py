@@ -66,7 +66,7 @@ def build(root: Path, spine_rows: int, events: int, entities: int) -> None:
     if root.exists():
         shutil.rmtree(root)
     sys.path.insert(0, str(ROOT / "tests"))
-    from repos import run_dbt, write_repo
+    from support.repos import run_dbt, write_repo
 
     import duckdb
 
@@ -91,8 +91,8 @@ def build(root: Path, spine_rows: int, events: int, entities: int) -> None:
     """).fetchall()
     con.close()
     print(f"generated data in {time.perf_counter() - started:.1f} s", flush=True)
-    from featurehouse import compiler
-    from featurehouse.repo import load_repo
+    from featurehouse.compile import compiler
+    from featurehouse.spec.repo import load_repo
 
     repo = load_repo(root)
     compiler.write(root / repo.config.models_dir, compiler.compile_repo(repo, "duckdb"))
@@ -109,7 +109,7 @@ def main() -> None:
     root = HERE / ".data" / "aggregations" / ("small" if args.small else "full")
     build(root, spine_rows, events, entities)
 
-    from featurehouse.store import FeatureStore
+    from featurehouse.sdk.store import FeatureStore
 
     store = FeatureStore(root, target="dev")
     spine = "select card_id, event_timestamp, label from main.spine"

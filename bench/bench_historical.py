@@ -68,7 +68,7 @@ def generate(repo: Path, spine_rows: int, feature_rows: int, entities: int) -> N
     """Write the feature repo, its raw tables and the spine parquet; build the feature views."""
     sys.path.insert(0, str(ROOT / "tests"))
     import duckdb
-    from repos import write_repo
+    from support.repos import write_repo
 
     if repo.exists():
         shutil.rmtree(repo)
@@ -108,7 +108,7 @@ def generate(repo: Path, spine_rows: int, feature_rows: int, entities: int) -> N
         ) to '{spine}' (format parquet)
     """).fetchall()
     con.close()
-    subprocess.run([sys.executable, "-c", "from featurehouse.cli import main; main()", "--repo", str(repo), "compile"], check=True,
+    subprocess.run([sys.executable, "-c", "from featurehouse.cli.app import main; main()", "--repo", str(repo), "compile"], check=True,
                    stdout=subprocess.DEVNULL)
     # dbt in its own process: dbt-duckdb keeps its connection (and the file lock) open
     subprocess.run([str(Path(sys.executable).parent / "dbt"), "run", "--project-dir", str(repo),
@@ -204,7 +204,7 @@ def child(args: argparse.Namespace) -> None:
     spine_path = repo / "data" / "spine.parquet"
     views = VIEWS[: args.views]
     if args.child == "sdk":
-        from featurehouse.store import FeatureStore
+        from featurehouse.sdk.store import FeatureStore
 
         if args.output == "arrow":
             import pyarrow.parquet as pq
@@ -241,7 +241,7 @@ def child(args: argparse.Namespace) -> None:
 
         table = result if args.output == "arrow" else pa.Table.from_pandas(result, preserve_index=False)
         pq.write_table(table, args.save)
-    rendering = sys.modules.get("featurehouse.rendering")
+    rendering = sys.modules.get("featurehouse.dbt.rendering")
     print(len(result), "rendered-with-dbt" if getattr(rendering, "_runner", None) is not None else "cached")
 
 

@@ -54,8 +54,8 @@ def main() -> None:
     import psycopg
     import redis
 
-    from featurehouse.online import OnlineReader
-    from featurehouse.store import FeatureStore
+    from featurehouse.online.reader import OnlineReader
+    from featurehouse.sdk.store import FeatureStore
     from featurehouse.sync import sync
 
     now = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)

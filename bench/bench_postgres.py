@@ -183,7 +183,7 @@ def child(args: argparse.Namespace) -> None:
     repo = Path(args.repo)
     spine = pd.read_parquet(repo / "data" / "spine.parquet")
     if args.child in ("sdk", "sdk-sort", "sdk-windows"):
-        from featurehouse.store import FeatureStore
+        from featurehouse.sdk.store import FeatureStore
 
         store = FeatureStore(repo, target="pg")
         features = "stats_windows" if args.child == "sdk-windows" else [f"stats:{n}" for n, _ in FEATURES]
@@ -192,7 +192,7 @@ def child(args: argparse.Namespace) -> None:
         result = hand_written(args, spine)
     if args.save:
         result.to_parquet(args.save, index=False)
-    rendering = sys.modules.get("featurehouse.rendering")
+    rendering = sys.modules.get("featurehouse.dbt.rendering")
     print(len(result), "rendered-with-dbt" if getattr(rendering, "_runner", None) is not None else "cached")
 
 

@@ -119,8 +119,8 @@ def build_repo(root: Path, entities: int, redis_url: str) -> None:
 
     from click.testing import CliRunner
 
-    from featurehouse.cli import main
-    from repos import run_dbt, write_repo
+    from featurehouse.cli.app import main
+    from support.repos import run_dbt, write_repo
 
     def featurehouse(*args: str) -> str:
         # in this process: dbt-duckdb keeps the warehouse file open here after `dbt run`
@@ -158,7 +158,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from featurehouse.cli import main; main()", "--repo", str(root), "serve",
+            [sys.executable, "-c", "from featurehouse.cli.app import main; main()", "--repo", str(root), "serve",
              "--port", str(self.port), "--workers", str(workers), "--log-level", "warning", *extra],
             start_new_session=True)
 
@@ -255,7 +255,7 @@ def sdk_latency(root: Path, batch: int, entities: int, calls: int = 2000) -> tup
     import random
 
     from featurehouse import FeatureStore
-    from featurehouse.online import OnlineReader
+    from featurehouse.online.reader import OnlineReader
 
     reader = OnlineReader(FeatureStore(root))
     rng = random.Random(1)

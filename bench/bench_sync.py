@@ -112,8 +112,8 @@ def build(root: Path, *dbt_args: str) -> float:
     """Compile and `dbt build`; return dbt's execution time of the online_driver_stats model."""
     import json
 
-    from featurehouse import compiler
-    from featurehouse.repo import load_repo
+    from featurehouse.compile import compiler
+    from featurehouse.spec.repo import load_repo
 
     (root / "featurehouse.yml").write_text("project: bench_repo\nonline_store:\n  type: sqlite\n")
     repo = load_repo(root)
@@ -251,7 +251,7 @@ def main() -> None:
     args = parser.parse_args()
     kinds = args.stores.split(",")
 
-    from featurehouse.store import FeatureStore
+    from featurehouse.sdk.store import FeatureStore
     from featurehouse.sync import sync
 
     now = datetime.now(timezone.utc).replace(tzinfo=None, minute=0, second=0, microsecond=0)

@@ -11,13 +11,13 @@ __version__ = "0.1.0"
 __all__ = ["FeatureStore", "__version__"]
 
 if TYPE_CHECKING:
-    from featurehouse.store import FeatureStore
+    from featurehouse.sdk.store import FeatureStore
 
 
 def __getattr__(name: str) -> Any:
     # imported on first use so that `featurehouse --help` does not pay for the SDK's imports
     if name == "FeatureStore":
-        from featurehouse.store import FeatureStore
+        from featurehouse.sdk.store import FeatureStore
 
         return FeatureStore
     raise AttributeError(f"module 'featurehouse' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 Everything here works from the specs alone (no warehouse, no dbt), so it is instant and
 safe to call from the CLI, the HTTP server and CI; only ``online_state`` asks the online
 store, and ``plan`` reads the generated files on disk. Results are plain dicts and lists
-that serialise to JSON as they are; ``featurehouse.cli_catalog`` renders them for terminals.
+that serialise to JSON as they are; ``featurehouse.cli.catalog`` renders them for terminals.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurehouse.durations import format_duration
+from featurehouse.spec.durations import format_duration
 from featurehouse.errors import FeaturehouseError, RequestError, did_you_mean
-from featurehouse.join_plan import feature_dtypes
+from featurehouse.plan.joins import feature_dtypes
 
 if TYPE_CHECKING:
-    from featurehouse.repo import FeatureRepo
+    from featurehouse.spec.repo import FeatureRepo
 
 KINDS = ("entities", "feature-views", "feature-services", "features")
 
@@ -120,7 +120,7 @@ def source_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
 
 
 def view_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
-    from featurehouse.compiler import feature_view_model
+    from featurehouse.compile.compiler import feature_view_model
 
     view = repo.feature_views[name]
     dtypes = feature_dtypes(view)
@@ -171,7 +171,7 @@ def service_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
 
 
 def training_set_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
-    from featurehouse.compiler import training_set_model
+    from featurehouse.compile.compiler import training_set_model
 
     training_set = repo.training_sets[name]
     spine = training_set.spine
@@ -480,7 +480,7 @@ def plan(repo: FeatureRepo, dialect: str) -> Plan:
     meaning of the change from comparing the repo with the ``meta`` of the schema.yml on disk
     (what the last compile saw).
     """
-    from featurehouse import compiler
+    from featurehouse.compile import compiler
 
     models_dir = repo.root / repo.config.models_dir
     files = compiler.compile_repo(repo, dialect)
@@ -558,7 +558,7 @@ def _compare_view(repo: FeatureRepo, name: str, old: dict[str, Any], new: dict[s
 
 def plan_dialect(repo: FeatureRepo, target: str | None, profiles_dir: str | None) -> str:
     """The dialect ``compile`` would use: the dbt target's type, DuckDB without a profile."""
-    from featurehouse.dbt_profile import load_target
+    from featurehouse.dbt.profile import load_target
     from featurehouse.errors import ConfigError
 
     try:

@@ -44,10 +44,10 @@ from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from featurehouse.errors import FeaturehouseError, OnlineStoreError, RequestError, did_you_mean
-from featurehouse.online import shown
+from featurehouse.online.reader import shown
 
 if TYPE_CHECKING:
-    from featurehouse.repo import FeatureRepo
+    from featurehouse.spec.repo import FeatureRepo
 
 log = logging.getLogger("featurehouse.server")
 
@@ -194,7 +194,7 @@ class RequestParser:
     """
 
     def __init__(self, repo: FeatureRepo):
-        from featurehouse.online import _key_check
+        from featurehouse.online.reader import _key_check
 
         self.repo = repo
         self.key_checks: dict[str, tuple[str, Any]] = {}  # join key -> (dtype, check)
@@ -340,7 +340,7 @@ class FeastEncoder:
     values are JSON as they are) and the event times are UTC, orjson writes the timestamps
     itself in the same ``2026-01-01T00:00:00Z`` form; at batch 100 that is about ten times
     faster than formatting each one in Python. Anything else (bytes, timestamps, arrays as
-    values) goes through ``to_feast_json()``. tests/test_server_encoding.py checks the two agree.
+    values) goes through ``to_feast_json()``. tests/server/test_server_encoding.py checks the two agree.
     """
 
     def __init__(self, repo: FeatureRepo):
@@ -402,7 +402,7 @@ class FeastEncoder:
 
 
 def _feature_dtypes(view: Any) -> dict[str, str]:
-    from featurehouse.join_plan import feature_dtypes
+    from featurehouse.plan.joins import feature_dtypes
 
     return feature_dtypes(view)
 
@@ -747,8 +747,8 @@ def create_app(
     from starlette.exceptions import HTTPException
 
     from featurehouse import __version__, catalog
-    from featurehouse.online import OnlineReader
-    from featurehouse.store import FeatureStore
+    from featurehouse.online.reader import OnlineReader
+    from featurehouse.sdk.store import FeatureStore
 
     settings = settings or ServerSettings()
     store = FeatureStore(repo_path, target=target, profiles_dir=profiles_dir)

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurehouse.dbt_profile import DbtTarget
+from featurehouse.dbt.profile import DbtTarget
 from featurehouse.errors import WarehouseError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from featurehouse.manifest import Relations
+    from featurehouse.dbt.manifest import Relations
 
 SPINE_PLACEHOLDER = "__fh_spine_input"
 
@@ -407,7 +407,7 @@ def _first_line(error: Exception) -> str:
 def connect(target: DbtTarget, root: Path, read_only: bool = True, models_dir: Path | None = None) -> Warehouse:
     """A connection to the dbt target's warehouse; model relations as dbt's manifest places them
     (``models_dir``: the folder of the generated models, for staleness and to tell them apart)."""
-    from featurehouse.manifest import Relations
+    from featurehouse.dbt.manifest import Relations
 
     warehouse: Warehouse
     if target.type == "duckdb":

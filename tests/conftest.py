@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 # before any test module imports it: its helpers' asserts then report their values
-pytest.register_assert_rewrite("pit_harness")
+pytest.register_assert_rewrite("support.pit_harness")
 
-import servers  # noqa: E402
+from support import servers  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,7 @@ def postgres_url(postgres_server: servers.PostgresServer) -> str:
 @pytest.fixture
 def postgres_schema(postgres_url: str):
     """A fresh schema, dropped after the test."""
-    from repos import drop_postgres_schema
+    from support.repos import drop_postgres_schema
 
     name = f"fh_test_{uuid.uuid4().hex[:10]}"
     yield name
@@ -43,7 +43,7 @@ def fresh_dbt_duckdb():
     credentials compare equal, so two projects whose profiles say `path: data/warehouse.duckdb`
     (relative to each project) would share the first project's file.
     """
-    from repos import reset_dbt_duckdb
+    from support.repos import reset_dbt_duckdb
 
     reset_dbt_duckdb()
     yield

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from featurehouse.cli import main
-from wheel_build import CHECKOUT, build_wheel
+from featurehouse.cli.app import main
+from support.wheel_build import CHECKOUT, build_wheel
 
 pytestmark = pytest.mark.slow
 

@@ -108,8 +108,8 @@ def test_no_reference_to_files_outside_the_repo():
 
 def test_spec_reference_example_compiles(tmp_path):
     """The example spec of docs/spec-reference.md is a valid spec: it loads and compiles."""
-    from featurehouse import compiler
-    from featurehouse.repo import load_repo
+    from featurehouse.compile import compiler
+    from featurehouse.spec.repo import load_repo
 
     page = (DOCS / "spec-reference.md").read_text()
     example = re.search(r"An example.*?```yaml\n(.*?)```", page, re.S)

@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 import featurehouse
-from featurehouse.cli import main
+from featurehouse.cli.app import main
 from featurehouse.errors import ConfigError
-from wheel_build import build_wheel
+from support.wheel_build import build_wheel
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 

@@ -23,10 +23,10 @@ from featurehouse.sync.layout import STATE_TABLE, CorruptStateError, ViewLayout,
 from featurehouse.sync.snapshot import read_changes, read_snapshot_table
 
 if TYPE_CHECKING:
-    from featurehouse.bi_export import ExportResult
-    from featurehouse.repo import FeatureRepo
-    from featurehouse.specs import OnlineStoreConfig
-    from featurehouse.store import FeatureStore
+    from featurehouse.sync.bi_export import ExportResult
+    from featurehouse.spec.repo import FeatureRepo
+    from featurehouse.spec.model import OnlineStoreConfig
+    from featurehouse.sdk.store import FeatureStore
     from featurehouse.warehouse import Warehouse
 
 __all__ = ["SyncBusyError", "ViewReport", "SyncReport", "open_backend", "online_layouts", "read_snapshot_table",
@@ -155,7 +155,7 @@ def sync(
     left as they were), SyncBusyError (another sync holds the lock and ``wait`` ran out) and
     ConfigError (the repo's featurehouse macros are of another featurehouse version).
     """
-    from featurehouse.package_macros import check_version
+    from featurehouse.dbt.package_macros import check_version
 
     started = time.perf_counter()
     check_version(store.repo_path)  # the online models were built by these macros
@@ -171,7 +171,7 @@ def sync(
             for layout in layouts:
                 report.views.append(_sync_view(backend, warehouse, layout, full_refresh, progress))
             if store.repo.config.bi_export:
-                from featurehouse.bi_export import refresh
+                from featurehouse.sync.bi_export import refresh
 
                 report.bi_export = refresh(warehouse, store.repo_path, store.repo.config.bi_export)
     finally:
@@ -183,10 +183,10 @@ def sync(
 
 
 def stale_models(warehouse: "Warehouse", layouts: Sequence[ViewLayout]) -> list[str]:
-    """Why the tables of these views may be older than their generated models (see featurehouse.manifest)."""
+    """Why the tables of these views may be older than their generated models (see featurehouse.dbt.manifest)."""
     if warehouse.relations is None:
         return []
-    from featurehouse.join_plan import feature_view_model
+    from featurehouse.plan.joins import feature_view_model
 
     return warehouse.relations.stale([m for lay in layouts for m in (feature_view_model(lay.name), lay.model)])
 

@@ -211,7 +211,7 @@ class Marker:
 UNSYNCED = Marker("UNSYNCED")  # a feature the view declares but the store has not synced: NOT_FOUND
 INVALID = Marker("INVALID")  # a stored value that does not decode as its dtype: status INVALID
 
-_log = logging.getLogger("featurehouse.online")
+_log = logging.getLogger("featurehouse.online.reader")
 _reported: set[tuple[str, ...]] = set()
 
 

@@ -17,14 +17,14 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from featurehouse.errors import OnlineStoreError
-from featurehouse.specs import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from featurehouse.spec.model import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from featurehouse.repo import FeatureRepo
-    from featurehouse.specs import FeatureView
+    from featurehouse.spec.repo import FeatureRepo
+    from featurehouse.spec.model import FeatureView
 
 # Part of every view's signature: raising it makes the next sync of every store a full refresh.
 # 2: SQLite keeps NaN (as the text 'NaN') and writes bytes and timestamps in arrays by the rules in docs/store-layouts.md.
@@ -35,7 +35,7 @@ STATE_TABLE = "_featurehouse_sync_state"
 
 def feature_dtypes(view: "FeatureView") -> dict[str, str]:
     """Each feature's dtype, the training sets' own (an aggregation's count is int64, the rest float64)."""
-    from featurehouse.join_plan import feature_dtypes as training_dtypes
+    from featurehouse.plan.joins import feature_dtypes as training_dtypes
 
     return training_dtypes(view)
 
@@ -66,7 +66,7 @@ class ViewLayout:
 
     @property
     def model(self) -> str:
-        from featurehouse.join_plan import online_model
+        from featurehouse.plan.joins import online_model
 
         return online_model(self.name)
 
@@ -88,7 +88,7 @@ def storage_arrow_type(dtype: str) -> "pa.DataType":
     """The Arrow type a dtype is normalised to before writing (timestamps: naive UTC µs)."""
     import pyarrow as pa
 
-    from featurehouse.types import arrow_type
+    from featurehouse.spec.types import arrow_type
 
     if dtype == "timestamp":
         return pa.timestamp("us")

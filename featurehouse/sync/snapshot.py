@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from featurehouse.errors import WarehouseError
-from featurehouse.specs import SNAPSHOT_BUILT_AT
+from featurehouse.spec.model import SNAPSHOT_BUILT_AT
 from featurehouse.sync.layout import SyncState, ViewLayout, normalise
 
 if TYPE_CHECKING:

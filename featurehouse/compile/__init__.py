@@ -1,0 +1,2 @@
+"""Compile: specs to dbt models (sqlglot); compile_repo lists its generators explicitly.
+Imports plan and below."""

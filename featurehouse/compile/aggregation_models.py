@@ -1,0 +1,44 @@
+"""``online_<view>.sql`` of aggregation views: the aggregates of every entity as of the
+dbt run (README, "Window aggregations")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+import json
+
+from featurehouse.plan.aggregations import macro_aggregations
+from featurehouse.plan.joins import feature_view_model, online_model
+from featurehouse.spec.aggregation_checks import validate
+from featurehouse.compile.header import model_header
+from featurehouse.plan.jinja import jinja_string
+
+if TYPE_CHECKING:
+    from featurehouse.spec.model import FeatureView
+    from featurehouse.spec.repo import FeatureRepo
+
+
+def online_model_sql(repo: FeatureRepo, view: FeatureView) -> str:
+    """``online_<view>.sql``: one row per entity with the aggregates as of the dbt run."""
+    origin = repo.origin("feature_views", view.name)
+    call = (
+        "featurehouse.window_aggregation_snapshot(\n"
+        f"    relation=ref({jinja_string(feature_view_model(view.name))}),\n"
+        f"    join_keys={json.dumps(repo.join_keys(view))},\n"
+        f"    aggregations={macro_aggregations(view)}\n"
+        ")"
+    )
+    return (
+        model_header(f"online snapshot of aggregation view '{view.name}'", origin)
+        + "{{ config(materialized='table') }}\n\n"
+        + "{{ " + call + " }}\n"
+    )
+
+
+def generate(repo: FeatureRepo, dialect: str) -> dict[str, str]:
+    """compiler.EXTENSIONS entry: validate aggregation views and emit their online models."""
+    validate(repo)
+    return {
+        f"{online_model(name)}.sql": online_model_sql(repo, view)
+        for name, view in sorted(repo.feature_views.items())
+        if view.aggregations and view.online
+    }

@@ -1,0 +1,118 @@
+"""Render featurehouse's dbt macros to SQL from Python, once per distinct call.
+
+The SDK must run exactly the SQL that `dbt run` runs, so it renders the same macros with
+dbt itself (``dbt compile --inline``). Starting dbt costs about 3 s, so each rendering is
+cached on disk under ``target/featurehouse/``, keyed by everything that can change the
+SQL: the macro call, the dbt target, and the text of every macro file and of
+dbt_project.yml. A changed macro or target never reuses a stale rendering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+from featurehouse.dbt.profile import DbtTarget
+from featurehouse.errors import CompileError
+
+CACHE_DIR = Path("target") / "featurehouse" / "rendered"
+_lock = threading.Lock()
+_runner = None
+
+
+def _macro_files(root: Path) -> list[Path]:
+    files = sorted((root / "macros").rglob("*.sql")) if (root / "macros").is_dir() else []
+    packages = root / "dbt_packages"
+    if packages.is_dir():
+        files += sorted(packages.glob("*/macros/**/*.sql"))
+    return files
+
+
+def cache_key(root: Path, target: DbtTarget, call: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(call.encode())
+    digest.update(json.dumps([target.profile_name, target.target_name, target.type, target.schema,
+                              target.config.get("database")], default=str).encode())
+    for path in [root / "dbt_project.yml", *_macro_files(root)]:
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    digest.update(json.dumps(_ref_locations(root, call)).encode())
+    return digest.hexdigest()[:32]
+
+
+def _ref_locations(root: Path, call: str) -> list[list[str | None]]:
+    """Where dbt last placed each model the call refs (target/manifest.json): a config that moves
+    them (a models .yml's ``config: schema:`` too) gives a new key once dbt has built it."""
+    from featurehouse.dbt import manifest
+
+    found = manifest.load(root)
+    if found is None:
+        return []
+    locations = []
+    for name in sorted(set(re.findall(r"ref\((?:'([^']*)'|\"([^\"]*)\")\)", call))):
+        model = name[0] or name[1]
+        node = found.find(model)
+        locations.append([model, node.database, node.schema, node.alias] if node else [model, None, None, None])
+    return locations
+
+
+def render(root: Path, target: DbtTarget, call: str) -> str:
+    """The SQL that ``{{ call }}`` renders to in this repo's dbt project and target."""
+    from featurehouse.dbt.package_macros import check_version
+
+    check_version(root)  # a cached rendering would hide macros of another featurehouse version
+    path = root / CACHE_DIR / f"{cache_key(root, target, call)}.sql"
+    if path.is_file():
+        return path.read_text()
+    sql = _render_with_dbt(root, target, call)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(sql)
+    temporary.replace(path)  # atomic: a concurrent reader never sees half a file
+    return sql
+
+
+def _render_with_dbt(root: Path, target: DbtTarget, call: str) -> str:
+    global _runner
+    with _lock:
+        from dbt.cli.main import dbtRunner
+
+        if _runner is None:
+            _runner = dbtRunner()
+        args = [
+            "compile", "--inline", "{{ " + call + " }}",
+            "--project-dir", str(root), "--profiles-dir", str(target.profiles_dir),
+            "--target", target.target_name, "--log-level", "none", "--no-populate-cache",
+            "--no-write-json",
+        ]
+        cwd = os.getcwd()
+        try:
+            os.chdir(root)  # dbt resolves relative paths (DuckDB files, logs) from here
+            result = _runner.invoke(args)
+        finally:
+            os.chdir(cwd)
+    if not result.success or not result.result:
+        raise CompileError(f"dbt could not render the point-in-time join: {_failure_reason(result.exception)}")
+    node = result.result.results[0].node
+    return node.compiled_code
+
+
+def _failure_reason(exception: BaseException | None) -> str:
+    """dbt's reason for a failed inline compile, as one line.
+
+    dbt wraps the cause in "Error parsing inline query"; the cause is what the user needs.
+    A model that does not exist means models/featurehouse/ is behind the specs.
+    """
+    while exception is not None and str(exception).strip() == "Error parsing inline query" and exception.__context__:
+        exception = exception.__context__
+    reason = " ".join(str(exception).split()) if exception else "dbt compile failed"
+    missing = re.search(r"depends on a node named '([^']+)' which was not found", reason)
+    if missing:
+        return (f"the dbt project has no model '{missing[1]}'; run 'featurehouse compile' to write the "
+                "models of the feature views, then 'dbt build'")
+    return reason

@@ -1,0 +1,1 @@
+"""The Python SDK: FeatureStore (Feast's method names) and RetrievalJob."""
