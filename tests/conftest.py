@@ -56,3 +56,17 @@ def redis_url() -> str:
         return servers.find_redis()
     except RuntimeError as error:
         pytest.fail(str(error), pytrace=False)
+
+
+_SERVER_FIXTURES = {"postgres": {"postgres_server", "postgres_url", "postgres_schema"}, "redis": {"redis_url"}}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs Postgres or Redis carries the marker, so `-m "not postgres"` leaves it out:
+    through a fixture it uses (directly or not) or a parameter naming the server."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        params = set(map(str, getattr(getattr(item, "callspec", None), "params", {}).values()))
+        for marker, fixtures in _SERVER_FIXTURES.items():
+            if (used & fixtures or marker in params) and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)

@@ -188,11 +188,3 @@ def init(directory: str, name: str | None) -> None:
     path = init_repo(Path(directory), name)
     click.echo(f"Created feature repo in {path}. Next:\n  cd {directory}\n  dbt deps && dbt build\n"
                "  featurehouse sync")
-
-
-def _register_command_modules() -> None:
-    """Commands that live beside the code they drive."""
-    from featurehouse.cli import catalog as cli_catalog, online as cli_online  # noqa: F401  (each registers on `main`)
-
-
-_register_command_modules()

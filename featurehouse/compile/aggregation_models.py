@@ -35,7 +35,7 @@ def online_model_sql(repo: FeatureRepo, view: FeatureView) -> str:
 
 
 def generate(repo: FeatureRepo, dialect: str) -> dict[str, str]:
-    """compiler.EXTENSIONS entry: validate aggregation views and emit their online models."""
+    """One of compile_repo's generators: validate aggregation views and emit their online models."""
     validate(repo)
     return {
         f"{online_model(name)}.sql": online_model_sql(repo, view)

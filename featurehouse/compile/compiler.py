@@ -485,11 +485,10 @@ def _yaml_strings(data: Any) -> list[str]:
 
 
 def _extensions() -> list[Any]:
-    """Further generators (online snapshots, aggregations) registered by their modules."""
-    return list(EXTENSIONS)
+    """The generators of the online snapshot models, listed here (not registered by importing them)."""
+    from featurehouse.compile import aggregation_models, online_models
 
-
-EXTENSIONS: list[Any] = []
+    return [online_models.generate, aggregation_models.generate]
 
 
 def generated_files_on_disk(models_dir: Path) -> dict[str, str]:

@@ -57,7 +57,9 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
         finally:
             backend.close()
     reader = OnlineReader(store)
-    warehouse = store._warehouse()
+    from featurehouse.warehouse import connect  # the layer below, not the SDK's private _warehouse()
+
+    warehouse = connect(store.target, store.repo_path)
     try:
         # a stale table is not skew (the training data reads it too), but it explains old values
         result.summaries.extend(f"stale build: {message}" for message in stale_models(warehouse, layouts))

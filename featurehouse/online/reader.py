@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import math
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -422,17 +423,17 @@ def _entity_columns(plan: _Plan, entity_rows: Any) -> list[list[Any]]:
 
 
 _readers_lock = threading.Lock()
+_readers: weakref.WeakKeyDictionary[FeatureStore, OnlineReader] = weakref.WeakKeyDictionary()
 
 
 def reader_for(store: "FeatureStore") -> OnlineReader:
-    """The store's OnlineReader, created on first use."""
-    reader = getattr(store, "_online", None)
+    """The store's OnlineReader, created on first use (and dropped with the store)."""
+    reader = _readers.get(store)
     if reader is None:
         with _readers_lock:
-            reader = getattr(store, "_online", None)
+            reader = _readers.get(store)
             if reader is None:
-                reader = OnlineReader(store)
-                store._online = reader
+                reader = _readers[store] = OnlineReader(store)
     return reader
 
 

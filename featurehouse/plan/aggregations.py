@@ -1,10 +1,11 @@
-"""Window aggregations: specs checks, the macro arguments, and the online snapshot models.
+"""Window aggregations: output dtypes, empty windows and the window macros' arguments.
 
 A feature view with ``aggregations:`` serves, for each entity and time t, aggregates of its
 events with ``t - W < event_timestamp <= t``. Offline the ``window_aggregation`` macro
 computes them per spine row inside ``point_in_time_join``; online the compiler emits
 ``online_<view>.sql``, which computes them for every entity as of the dbt run (see
-docs/window-aggregations.md). This module registers that generator in ``compiler.EXTENSIONS``.
+docs/window-aggregations.md; featurehouse.compile.aggregation_models). load_repo checks them
+(featurehouse.spec.aggregation_checks).
 """
 
 from __future__ import annotations

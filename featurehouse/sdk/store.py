@@ -57,7 +57,6 @@ class FeatureStore:
         self.repo_path: Path = self.repo.root
         self._target_name = target
         self._profiles_dir = profiles_dir
-        self._online = None
 
     @cached_property
     def target(self) -> "DbtTarget":

@@ -314,7 +314,20 @@ def load_repo(start: str | os.PathLike[str] = ".") -> FeatureRepo:
             for index, item in enumerate(getattr(spec_file, kind)):
                 _register(repo, kind, item, Origin(display, lines.line((kind, index))))
     _check_references(repo)
+    _check_sources(repo)
     return repo
+
+
+
+def _check_sources(repo: FeatureRepo) -> None:
+    """What compile checks against the data: file columns and types, aggregation columns (not the
+    SQL dialect's own checks, expressions and path sources, which need the dbt target)."""
+    from featurehouse.spec import aggregation_checks
+    from featurehouse.spec.sources import known_source_columns
+
+    for name in sorted(repo.feature_views):
+        known_source_columns(repo, repo.feature_views[name])
+    aggregation_checks.validate(repo)
 
 
 def spec_files(specs_dir: Path) -> list[Path]:

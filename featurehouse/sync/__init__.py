@@ -163,7 +163,9 @@ def sync(
     layouts = online_layouts(store.repo, views)
     backend = open_backend(store.repo.config.online_store, store.repo_path)
     report = SyncReport()
-    warehouse = store._warehouse()  # first: a missing warehouse must not leave an empty SQLite store behind
+    from featurehouse.warehouse import connect  # the layer below, not the SDK's private _warehouse()
+
+    warehouse = connect(store.target, store.repo_path)  # first: a missing warehouse must not leave an empty SQLite store behind
     try:
         report.warnings = stale_models(warehouse, layouts)
         backend.connect()

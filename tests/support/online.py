@@ -198,8 +198,10 @@ def drop_store(kind: str, url: str, name: str) -> None:
 
 def _query(root: Path, sql: str) -> pa.Table:
     from featurehouse.sdk.store import FeatureStore
+    from featurehouse.warehouse import connect
 
-    warehouse = FeatureStore(root)._warehouse()
+    store = FeatureStore(root)
+    warehouse = connect(store.target, store.repo_path)
     try:
         return warehouse.arrow(sql)
     finally:

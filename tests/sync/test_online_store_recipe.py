@@ -85,7 +85,7 @@ def test_every_module_that_names_a_store_type_is_on_the_list() -> None:
 def test_every_test_that_runs_each_store_is_on_the_list() -> None:
     names = listed()
     every = re.compile(r"\[\s*" + r",\s*".join(f'"{kind}"' for kind in store_types()) + r"\s*\]")
-    found = [path.relative_to(ROOT).as_posix() for path in sorted((ROOT / "tests").glob("*.py"))
+    found = [path.relative_to(ROOT).as_posix() for path in sorted((ROOT / "tests").rglob("*.py"))
              if every.search(path.read_text())]
     assert len(found) >= 3, found
     missing = [path for path in found if not on_the_list(path, names)]
