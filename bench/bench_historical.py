@@ -456,16 +456,16 @@ def main() -> None:
     one, three = median("sdk to_arrow, 1 view", "wall"), median(f"sdk to_arrow, {many} views", "wall")
     one_peak = max(s.rss for name in ("sdk to_arrow, 1 view", "sdk to_df, 1 view") for s in samples[name])
     peak = max(s.rss for s in samples[f"sdk to_arrow, {many} views"])
-    def peak(name: str) -> float:
+    def peak_of(name: str) -> float:
         return statistics.median(s.rss for s in samples[name])
 
     checks = [
         ("sdk to_arrow / hand-written (warm)", one / median("hand-written, arrow, 1 view", "wall"), 1.1, "x"),
         ("sdk to_df / hand-written (warm)",
          median("sdk to_df, 1 view", "wall") / median("hand-written, pandas, 1 view", "wall"), 1.1, "x"),
-        ("sdk to_df / hand-written, peak RSS", peak("sdk to_df, 1 view") / peak("hand-written, pandas, 1 view"), 1.2, "x"),
+        ("sdk to_df / hand-written, peak RSS", peak_of("sdk to_df, 1 view") / peak_of("hand-written, pandas, 1 view"), 1.2, "x"),
         ("sdk to_arrow / hand-written, peak RSS",
-         peak("sdk to_arrow, 1 view") / peak("hand-written, arrow, 1 view"), 1.2, "x"),
+         peak_of("sdk to_arrow, 1 view") / peak_of("hand-written, arrow, 1 view"), 1.2, "x"),
         (f"sdk {many} views / 1 view", three / one, 2.0, "x"),
         ("sdk peak RSS GB, 1 view (max of runs)", one_peak, 2.5, ""),
         (f"sdk peak RSS GB, {many} views, default", peak, 2.5, ""),

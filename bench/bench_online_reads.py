@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_sync  # noqa: E402  (the same throwaway repo and data)
 
-FEATURES = ["driver_stats:conv_rate", "driver_stats:acc_rate", "driver_stats:avg_daily_trips"]
+FEATURES = bench_sync.FEATURES
 FIELDS = ["_ts", "conv_rate", "acc_rate", "avg_daily_trips"]
 
 

@@ -5,7 +5,7 @@ uploads it, computes the training set and fetches it as a pandas DataFrame; vari
 interleaved, several times, and the table shows medians and the best run, because the
 machine is shared. The hand-written queries do what a careful engineer would: the spine in
 with COPY (CSV written by pyarrow), a `LEFT JOIN LATERAL (... ORDER BY ... LIMIT 1)` over
-the index on (driver_id, event_timestamp), or `DISTINCT ON` over the spine × history
+the index on (driver_id, event_timestamp), or `DISTINCT ON` over the spine x history
 candidates, JIT off, the answer out with COPY ... TO STDOUT into Arrow.
 
     .venv/bin/python bench/bench_postgres.py            # 100k spine x 1M feature rows, 10k drivers
@@ -43,6 +43,10 @@ ORDER = ("event_timestamp desc, created_timestamp desc nulls last, "
          "conv desc nulls first, acc desc nulls first, trips desc nulls first")
 
 
+def _qualified_order() -> str:
+    return ORDER.replace("event_timestamp", "f.event_timestamp").replace("created_timestamp", "f.created_timestamp")
+
+
 def lateral_sql(schema: str) -> str:
     return f"""
 select s.driver_id, s.event_timestamp, r.conv, r.acc, r.trips
@@ -51,7 +55,7 @@ left join lateral (
     select f.conv, f.acc, f.trips from "{schema}".fv_stats as f
     where f.driver_id = s.driver_id and f.event_timestamp <= s.event_timestamp
       and f.event_timestamp >= s.event_timestamp - interval '{TTL_SECONDS} seconds'
-    order by {ORDER.replace('event_timestamp', 'f.event_timestamp').replace('created_timestamp', 'f.created_timestamp')}
+    order by {_qualified_order()}
     limit 1
 ) as r on true
 order by s.row_id"""
@@ -66,7 +70,7 @@ left join (
     from __bench_spine as s join "{schema}".fv_stats as f
       on f.driver_id = s.driver_id and f.event_timestamp <= s.event_timestamp
      and f.event_timestamp >= s.event_timestamp - interval '{TTL_SECONDS} seconds'
-    order by s.row_id, {ORDER.replace('event_timestamp', 'f.event_timestamp').replace('created_timestamp', 'f.created_timestamp')}
+    order by s.row_id, {_qualified_order()}
 ) as r on r.row_id = s.row_id
 order by s.row_id"""
 
@@ -357,7 +361,8 @@ def aggregation_rounds(args: argparse.Namespace, repo: Path) -> None:
     print("| --- | --- | --- | --- |")
     for kind, label in (("sdk", "point-in-time join, 1 view"), ("sdk-windows", "9 window aggregations")):
         values = samples[kind]
-        print(f"| {label} | {statistics.median(values):.2f} | {min(values):.2f} | {statistics.median(values) / base:.2f} |")
+        median = statistics.median(values)
+        print(f"| {label} | {median:.2f} | {min(values):.2f} | {median / base:.2f} |")
 
 
 def cleanup(args: argparse.Namespace, repo: Path) -> None:

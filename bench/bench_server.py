@@ -52,28 +52,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))  # repos.write_repo / run_dbt: the same throwaway-repo helpers as the tests
 
-FEATURES = ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate", "driver_hourly_stats:avg_daily_trips"]
+from support.driver_stats import feature_refs, specs_yaml  # noqa: E402
+
+FEATURES = feature_refs()
 KEY_PREFIX = "fhbench_server"
 TARGET = {"req_s": 3000, "p99_ms": 10.0}
 
-SPECS = """\
-entities:
-  - {name: driver, join_keys: [driver_id], value_type: int64}
-sources:
-  - name: driver_stats
-    path: data/driver_stats.parquet
-    timestamp_field: event_timestamp
-    created_timestamp_column: created
-feature_views:
-  - name: driver_hourly_stats
-    entities: [driver]
-    source: driver_stats
-    ttl: 7d
-    schema:
-      - {name: conv_rate, dtype: float32}
-      - {name: acc_rate, dtype: float32}
-      - {name: avg_daily_trips, dtype: int64}
-"""
+SPECS = specs_yaml()  # the driver statistics view (tests/support/driver_stats.py)
 
 # wrk script: BODIES is filled in per run; done() prints one JSON line the parent parses.
 LUA = r"""

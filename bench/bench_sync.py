@@ -34,23 +34,13 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("FEATUREHOUSE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("FEATUREHOUSE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+sys.path.insert(0, str(ROOT / "tests"))  # support.driver_stats: the same specs as the tests
 
-SPECS = """\
-entities:
-  - {name: driver, join_keys: [driver_id], value_type: int64}
-sources:
-  - {name: stats_source, path: data/stats.parquet, timestamp_field: event_timestamp, created_timestamp_column: created}
-feature_views:
-  - name: driver_stats
-    entities: [driver]
-    source: stats_source
-    ttl: 7d
-    schema:
-      - {name: conv_rate, dtype: float32}
-      - {name: acc_rate, dtype: float32}
-      - {name: avg_daily_trips, dtype: int64}
-    online: true
-"""
+from support.driver_stats import feature_refs, specs_yaml  # noqa: E402
+
+# the driver statistics view the online-read and server benches use too (one copy: tests/support)
+SPECS = specs_yaml(view="driver_stats", source="stats_source", path="data/stats.parquet", online=True)
+FEATURES = feature_refs("driver_stats")
 PROJECT = """\
 name: bench_repo
 version: "0.1.0"

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurehouse.spec.durations import format_duration
 from featurehouse.errors import FeaturehouseError, RequestError, did_you_mean
 from featurehouse.plan.joins import feature_dtypes
+from featurehouse.spec.durations import format_duration
 
 if TYPE_CHECKING:
     from featurehouse.spec.repo import FeatureRepo
@@ -35,8 +35,6 @@ def _ttl(seconds: int) -> str:
 def _origin(repo: FeatureRepo, kind: str, name: str) -> str:
     origin = repo.origin(kind, name)
     return str(origin) if origin else ""
-
-
 
 
 def parse_tag_filters(values: Iterable[str]) -> dict[str, str | None]:
@@ -79,8 +77,13 @@ def training_set_usage(repo: FeatureRepo, view_name: str) -> list[dict[str, Any]
         for selection in repo.resolve_features(training_set.features):
             if selection.view.name == view_name:
                 via = training_set.features if isinstance(training_set.features, str) else None
-                used.append({"name": training_set.name, "features": list(selection.features),
-                             "via": via if via in repo.feature_services else None})
+                used.append(
+                    {
+                        "name": training_set.name,
+                        "features": list(selection.features),
+                        "via": via if via in repo.feature_services else None,
+                    }
+                )
     return used
 
 
@@ -90,6 +93,7 @@ def _views_of(repo: FeatureRepo, features: str | list[str]) -> list[str]:
 
 # ---- one object each -------------------------------------------------------------------------------
 def entity_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
+    """What ``describe`` shows for an entity: join keys, value type, description, tags."""
     entity = repo.entities[name]
     return {
         "kind": "entity",
@@ -104,6 +108,7 @@ def entity_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
 
 
 def source_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
+    """What ``describe`` shows for a source: where its data is, its timestamps, description."""
     source = repo.sources[name]
     location = next((k, getattr(source, k)) for k in ("ref", "source", "table", "path") if getattr(source, k))
     return {
@@ -120,18 +125,29 @@ def source_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
 
 
 def view_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
+    """What ``describe`` shows for a feature view: entities, source, ttl, features and their dbt model."""
     from featurehouse.compile.compiler import feature_view_model
 
     view = repo.feature_views[name]
     dtypes = feature_dtypes(view)
     features = [
-        {"name": f.name, "dtype": f.dtype, "description": f.description, "tags": dict(f.tags),
-         **({"expression": f.expression} if f.expression else {})}
+        {
+            "name": f.name,
+            "dtype": f.dtype,
+            "description": f.description,
+            "tags": dict(f.tags),
+            **({"expression": f.expression} if f.expression else {}),
+        }
         for f in view.features
     ]
     features += [
-        {"name": a.output_name, "dtype": dtypes[a.output_name], "description": a.description, "tags": {},
-         "aggregation": {"column": a.column, "function": a.function, "window": a.window_text}}
+        {
+            "name": a.output_name,
+            "dtype": dtypes[a.output_name],
+            "description": a.description,
+            "tags": {},
+            "aggregation": {"column": a.column, "function": a.function, "window": a.window_text},
+        }
         for a in view.aggregations
     ]
     return {
@@ -156,6 +172,7 @@ def view_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
 
 
 def service_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
+    """What ``describe`` shows for a feature service: the features it groups."""
     service = repo.feature_services[name]
     return {
         "kind": "feature_service",
@@ -171,6 +188,7 @@ def service_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
 
 
 def training_set_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
+    """What ``describe`` shows for a training set: its spine, features and dbt model."""
     from featurehouse.compile.compiler import training_set_model
 
     training_set = repo.training_sets[name]
@@ -194,6 +212,7 @@ def training_set_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
 
 
 def feature_info(repo: FeatureRepo, view_name: str, feature_name: str) -> dict[str, Any]:
+    """What ``describe`` shows for one feature (``view:feature``) of a view."""
     view = repo.feature_views[view_name]
     entry = next(f for f in view_info(repo, view_name)["features"] if f["name"] == feature_name)
     return {
@@ -226,8 +245,9 @@ def list_objects(
     elif kind == "feature-services":
         rows = [service_info(repo, n) for n in sorted(repo.feature_services)]
     elif kind == "features":
-        rows = [feature_info(repo, v, f) for v in sorted(repo.feature_views)
-                for f in feature_dtypes(repo.feature_views[v])]
+        rows = [
+            feature_info(repo, v, f) for v in sorted(repo.feature_views) for f in feature_dtypes(repo.feature_views[v])
+        ]
     else:
         raise CatalogError(f"unknown kind '{kind}'; expected one of {', '.join(KINDS)}{did_you_mean(kind, KINDS)}")
     return [r for r in rows if _tags_match(r["tags"], tags) and (not owner or _owner_matches(r["owner"], owner))]
@@ -235,6 +255,7 @@ def list_objects(
 
 # ---- describe --------------------------------------------------------------------------------------
 def all_names(repo: FeatureRepo) -> list[str]:
+    """Every name ``describe`` accepts: objects, then ``view:feature`` for each feature."""
     names = [*repo.entities, *repo.sources, *repo.feature_views, *repo.feature_services, *repo.training_sets]
     names += [f"{v.name}:{f}" for v in repo.feature_views.values() for f in v.feature_names]
     return names
@@ -290,7 +311,7 @@ def online_state(store: Any, view_names: list[str]) -> dict[str, dict[str, Any]]
     from featurehouse.sync import open_backend
 
     backend = open_backend(store.repo.config.online_store, store.repo_path)
-    never = {v: {"last_sync": None, "rows": None} for v in view_names}
+    never: dict[str, dict[str, Any]] = {v: {"last_sync": None, "rows": None} for v in view_names}
     path = getattr(backend, "path", None)
     if path is not None and not Path(path).exists():
         return never  # an embedded store nobody synced yet: don't create its file just to look
@@ -311,6 +332,8 @@ def online_state(store: Any, view_names: list[str]) -> dict[str, dict[str, Any]]
 # ---- search ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Match:
+    """One search hit: what it is, its name, and which of its fields matched."""
+
     kind: str
     name: str
     description: str
@@ -318,32 +341,60 @@ class Match:
     score: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "description": self.description,
-                "matched": list(self.matched)}
+        """The hit as JSON (``featurehouse search --json``, the catalog API)."""
+        return {"kind": self.kind, "name": self.name, "description": self.description, "matched": list(self.matched)}
 
 
 def _documents(repo: FeatureRepo) -> Iterable[tuple[str, str, dict[str, str]]]:
     """(kind, name, searchable fields) for everything in the repo."""
     for e in repo.entities.values():
-        yield "entity", e.name, {"name": e.name, "description": e.description, "tags": _tag_text(e.tags),
-                                 "join keys": " ".join(e.join_keys)}
+        yield (
+            "entity",
+            e.name,
+            {
+                "name": e.name,
+                "description": e.description,
+                "tags": _tag_text(e.tags),
+                "join keys": " ".join(e.join_keys),
+            },
+        )
     for s in repo.sources.values():
         yield "source", s.name, {"name": s.name, "description": s.description}
     for v in repo.feature_views.values():
-        yield "feature view", v.name, {"name": v.name, "description": v.description, "tags": _tag_text(v.tags),
-                                       "owner": v.owner}
+        yield (
+            "feature view",
+            v.name,
+            {"name": v.name, "description": v.description, "tags": _tag_text(v.tags), "owner": v.owner},
+        )
         for f in v.features:
-            yield "feature", f"{v.name}:{f.name}", {"name": f.name, "description": f.description,
-                                                     "tags": _tag_text({**v.tags, **f.tags}), "owner": v.owner}
+            yield (
+                "feature",
+                f"{v.name}:{f.name}",
+                {
+                    "name": f.name,
+                    "description": f.description,
+                    "tags": _tag_text({**v.tags, **f.tags}),
+                    "owner": v.owner,
+                },
+            )
         for a in v.aggregations:
-            yield "feature", f"{v.name}:{a.output_name}", {"name": a.output_name, "description": a.description,
-                                                           "tags": _tag_text(v.tags), "owner": v.owner}
-    for s in repo.feature_services.values():
-        yield "feature service", s.name, {"name": s.name, "description": s.description,
-                                          "tags": _tag_text(s.tags), "owner": s.owner}
+            yield (
+                "feature",
+                f"{v.name}:{a.output_name}",
+                {"name": a.output_name, "description": a.description, "tags": _tag_text(v.tags), "owner": v.owner},
+            )
+    for fs in repo.feature_services.values():
+        yield (
+            "feature service",
+            fs.name,
+            {"name": fs.name, "description": fs.description, "tags": _tag_text(fs.tags), "owner": fs.owner},
+        )
     for t in repo.training_sets.values():
-        yield "training set", t.name, {"name": t.name, "description": t.description,
-                                       "tags": _tag_text(t.tags), "owner": t.owner}
+        yield (
+            "training set",
+            t.name,
+            {"name": t.name, "description": t.description, "tags": _tag_text(t.tags), "owner": t.owner},
+        )
 
 
 def _tag_text(tags: dict[str, str]) -> str:
@@ -390,12 +441,19 @@ class Change:
     breaking: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"subject": self.subject, "action": self.action, "detail": self.detail,
-                "breaking": self.breaking or None}
+        """The change as JSON (``featurehouse plan --json``)."""
+        return {
+            "subject": self.subject,
+            "action": self.action,
+            "detail": self.detail,
+            "breaking": self.breaking or None,
+        }
 
 
 @dataclass
 class Plan:
+    """What ``featurehouse compile`` would change in the models folder, file by file and view by view."""
+
     models_dir: str
     dialect: str
     added: list[str] = field(default_factory=list)
@@ -406,17 +464,26 @@ class Plan:
 
     @property
     def breaking(self) -> list[Change]:
+        """The changes that break readers of the models or the online store."""
         return [c for c in self.changes if c.breaking]
 
     @property
     def empty(self) -> bool:
+        """Whether compile would leave every model file as it is."""
         return not (self.added or self.changed or self.removed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"models_dir": self.models_dir, "dialect": self.dialect, "added": self.added,
-                "changed": self.changed, "removed": self.removed, "unchanged": self.unchanged,
-                "changes": [c.as_dict() for c in self.changes],
-                "breaking": [c.as_dict() for c in self.breaking]}
+        """The plan as JSON (``featurehouse plan --json``)."""
+        return {
+            "models_dir": self.models_dir,
+            "dialect": self.dialect,
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "changes": [c.as_dict() for c in self.changes],
+            "breaking": [c.as_dict() for c in self.breaking],
+        }
 
 
 def _views_in_schema(text: str | None) -> dict[str, dict[str, Any]]:
@@ -431,7 +498,7 @@ def _views_in_schema(text: str | None) -> dict[str, dict[str, Any]]:
         return {}
     views: dict[str, dict[str, Any]] = {}
     for model in document.get("models") or []:
-        meta = ((model.get("config") or {}).get("meta") or {})
+        meta = (model.get("config") or {}).get("meta") or {}
         info = meta.get("featurehouse") or {}
         if info.get("kind") != "feature_view":
             continue
@@ -439,8 +506,7 @@ def _views_in_schema(text: str | None) -> dict[str, dict[str, Any]]:
         for column in model.get("columns") or []:
             column_meta = (column.get("config") or {}).get("meta") or {}
             if "dtype" in column_meta:
-                features[column["name"]] = {"dtype": column_meta["dtype"],
-                                            "expression": column_meta.get("expression")}
+                features[column["name"]] = {"dtype": column_meta["dtype"], "expression": column_meta.get("expression")}
         for output, spec in (info.get("aggregations") or {}).items():
             features[output] = {"dtype": spec.get("dtype"), "aggregation": spec.get("aggregation")}
         views[info["name"]] = {
@@ -467,9 +533,12 @@ def _consumers(repo: FeatureRepo, view_name: str, feature: str | None) -> str:
 def _removed_feature_consumers(repo: FeatureRepo, view_name: str) -> str:
     """Who read a removed feature: whoever still reads the whole view named bare."""
     services = [s.name for s in repo.feature_services.values() if view_name in s.features]
-    sets = [t.name for t in repo.training_sets.values()
-            if (isinstance(t.features, str) and (t.features == view_name or t.features in services))
-            or (isinstance(t.features, list) and view_name in t.features)]
+    sets = [
+        t.name
+        for t in repo.training_sets.values()
+        if (isinstance(t.features, str) and (t.features == view_name or t.features in services))
+        or (isinstance(t.features, list) and view_name in t.features)
+    ]
     return ", ".join([f"feature service '{s}'" for s in services] + [f"training set '{t}'" for t in sets])
 
 
@@ -501,13 +570,18 @@ def plan(repo: FeatureRepo, dialect: str) -> Plan:
         subject = f"feature view '{name}'"
         old, new = before.get(name), after.get(name)
         if old is None:
+            assert new is not None  # the name comes from one of the two
             result.changes.append(Change(subject, "add", f"new, {len(new['features'])} feature(s)"))
             continue
         if new is None:
-            result.changes.append(Change(
-                subject, "remove", "removed: its model and its online table are no longer built",
-                f"model {compiler.feature_view_model(name)} disappears; dbt models or queries reading it fail",
-            ))
+            result.changes.append(
+                Change(
+                    subject,
+                    "remove",
+                    "removed: its model and its online table are no longer built",
+                    f"model {compiler.feature_view_model(name)} disappears; dbt models or queries reading it fail",
+                )
+            )
             continue
         _compare_view(repo, name, old, new, result)
     return result
@@ -522,35 +596,77 @@ def _compare_view(repo: FeatureRepo, name: str, old: dict[str, Any], new: dict[s
     for feature, spec in old["features"].items():
         if feature not in new["features"]:
             users = _removed_feature_consumers(repo, name)
-            add(Change(subject, "remove", f"feature '{feature}' ({spec['dtype']})",
-                       f"{users} still read the whole view and lose column '{feature}'" if users else ""))
+            add(
+                Change(
+                    subject,
+                    "remove",
+                    f"feature '{feature}' ({spec['dtype']})",
+                    f"{users} still read the whole view and lose column '{feature}'" if users else "",
+                )
+            )
             continue
         now = new["features"][feature]
         if spec["dtype"] != now["dtype"]:
             users = _consumers(repo, name, feature)
-            add(Change(subject, "change", f"feature '{feature}' dtype {spec['dtype']} → {now['dtype']}",
-                       f"'{feature}' changes type for {users or 'every reader'}; re-sync the online store "
-                       "with --full-refresh after dbt run"))
+            add(
+                Change(
+                    subject,
+                    "change",
+                    f"feature '{feature}' dtype {spec['dtype']} → {now['dtype']}",
+                    f"'{feature}' changes type for {users or 'every reader'}; re-sync the online store "
+                    "with --full-refresh after dbt run",
+                )
+            )
         if spec.get("aggregation") != now.get("aggregation"):
-            add(Change(subject, "change", f"feature '{feature}' aggregation {spec.get('aggregation') or '(column)'} → "
-                                          f"{now.get('aggregation') or '(column)'}: its values are recomputed"))
+            add(
+                Change(
+                    subject,
+                    "change",
+                    f"feature '{feature}' aggregation {spec.get('aggregation') or '(column)'} → "
+                    f"{now.get('aggregation') or '(column)'}: its values are recomputed",
+                )
+            )
         if spec.get("expression") != now.get("expression"):
-            add(Change(subject, "change",
-                       f"feature '{feature}' expression {spec.get('expression') or '(column)'} → "
-                       f"{now.get('expression') or '(column)'}: its values are recomputed"))
+            add(
+                Change(
+                    subject,
+                    "change",
+                    f"feature '{feature}' expression {spec.get('expression') or '(column)'} → "
+                    f"{now.get('expression') or '(column)'}: its values are recomputed",
+                )
+            )
     if old["entities"] != new["entities"]:
         users = _consumers(repo, name, None)
-        add(Change(subject, "change", f"entities {', '.join(old['entities'])} → {', '.join(new['entities'])}",
-                   "the join keys change: entity dataframes, online requests"
-                   + (f" and {users}" if users else "") + " must use the new keys"))
+        add(
+            Change(
+                subject,
+                "change",
+                f"entities {', '.join(old['entities'])} → {', '.join(new['entities'])}",
+                "the join keys change: entity dataframes, online requests"
+                + (f" and {users}" if users else "")
+                + " must use the new keys",
+            )
+        )
     if old["ttl"] != new["ttl"]:
-        add(Change(subject, "change", f"ttl {old['ttl'] or 'unlimited'} → {new['ttl'] or 'unlimited'}: "
-                                      "training sets and online reads see values of a different age"))
+        add(
+            Change(
+                subject,
+                "change",
+                f"ttl {old['ttl'] or 'unlimited'} → {new['ttl'] or 'unlimited'}: "
+                "training sets and online reads see values of a different age",
+            )
+        )
     if old["source"] != new["source"]:
         add(Change(subject, "change", f"source {old['source']} → {new['source']}"))
     if old["online"] != new["online"]:
-        add(Change(subject, "change", "online " + ("on" if new["online"] else "off"),
-                   "" if new["online"] else "online reads of this view stop working after the next sync"))
+        add(
+            Change(
+                subject,
+                "change",
+                "online " + ("on" if new["online"] else "off"),
+                "" if new["online"] else "online reads of this view stop working after the next sync",
+            )
+        )
     for label in ("description", "owner", "tags"):
         if old[label] != new[label]:
             add(Change(subject, "change", f"{label} updated (documentation only)"))
@@ -565,4 +681,3 @@ def plan_dialect(repo: FeatureRepo, target: str | None, profiles_dir: str | None
         return load_target(repo.root, target, profiles_dir).dialect
     except ConfigError:
         return "duckdb"
-

@@ -66,8 +66,14 @@ MAX_FEATURE_REFS = 1_000
 MAX_NAME_CHARS = 256
 MAX_ERROR_CHARS = 600  # an error message echoes names: never more than this back to a client
 # the body fields of Feast 0.67's request (and request_context, which is refused); others are ignored, as Feast does
-REQUEST_FIELDS = ("features", "feature_service", "entities", "full_feature_names",
-                  "include_feature_view_version_metadata", "request_context")
+REQUEST_FIELDS = (
+    "features",
+    "feature_service",
+    "entities",
+    "full_feature_names",
+    "include_feature_view_version_metadata",
+    "request_context",
+)
 _JSON_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
@@ -75,23 +81,32 @@ _JSON_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "tru
 class GetOnlineFeaturesRequest(BaseModel):
     """Feast's request body: name either ``features`` or ``feature_service``."""
 
-    features: list[str] | None = Field(None, examples=[["driver_hourly_stats:conv_rate"]],
-                                       description="Feature refs 'view:feature', or a view name for all of it.")
+    features: list[str] | None = Field(
+        None,
+        examples=[["driver_hourly_stats:conv_rate"]],
+        description="Feature refs 'view:feature', or a view name for all of it.",
+    )
     feature_service: str | None = Field(None, examples=["driver_activity"])
-    entities: dict[str, list[Any]] = Field(examples=[{"driver_id": [1001, 1002]}],
-                                           description="Join key → one value per entity row; equal lengths.")
+    entities: dict[str, list[Any]] = Field(
+        examples=[{"driver_id": [1001, 1002]}], description="Join key → one value per entity row; equal lengths."
+    )
     full_feature_names: bool = Field(False, description="Name features 'view__feature' instead of 'feature'.")
     include_feature_view_version_metadata: bool = Field(
-        False, description="Add metadata.feature_view_metadata: [{name}] per view read (Feast's version 0).")
+        False, description="Add metadata.feature_view_metadata: [{name}] per view read (Feast's version 0)."
+    )
 
 
 class FeatureColumn(BaseModel):
+    """One column of the answer: a value, a status and an event timestamp per entity."""
+
     values: list[Any]
     statuses: list[str] = Field(description="PRESENT, NOT_FOUND or OUTSIDE_MAX_AGE per row.")
     event_timestamps: list[str | None]
 
 
 class Metadata(BaseModel):
+    """The names of the answer's columns."""
+
     feature_names: list[str] = Field(description="Join keys first, then the features, in the results' order.")
 
 
@@ -103,8 +118,11 @@ class GetOnlineFeaturesResponse(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    error: str = Field(examples=["feature view 'driver_hourly_stats' has no feature 'conv_rat' "
-                                 "(did you mean 'conv_rate'?)"])
+    """The body of a 4xx/5xx answer: one sentence."""
+
+    error: str = Field(
+        examples=["feature view 'driver_hourly_stats' has no feature 'conv_rat' (did you mean 'conv_rate'?)"]
+    )
 
 
 # ---- request parsing -----------------------------------------------------------------------------------
@@ -168,8 +186,14 @@ class OnlineRequest:
 
     __slots__ = ("features", "entities", "full_feature_names", "keys", "version_metadata")
 
-    def __init__(self, features: str | list[str], entities: dict[str, list[Any]], full_feature_names: bool,
-                 keys: list[str], version_metadata: bool):
+    def __init__(
+        self,
+        features: str | list[str],
+        entities: dict[str, list[Any]],
+        full_feature_names: bool,
+        keys: list[str],
+        version_metadata: bool,
+    ):
         self.features = features
         # every column of the body: join keys converted to their type; the others stay for the
         # reader's did-you-mean when a join key it needs is missing, and are otherwise unused
@@ -212,6 +236,7 @@ class RequestParser:
         self.all_join_keys = set(self.key_checks)
 
     def parse(self, body: bytes) -> OnlineRequest:
+        """The request in ``body`` (Feast's JSON), checked; RequestError with one sentence otherwise."""
         import orjson
 
         if not body or not body.strip():
@@ -250,16 +275,19 @@ class RequestParser:
             if not isinstance(service, str):
                 raise RequestError(f"feature_service must be a string, got {_kind(service)}")
             if len(service) > MAX_NAME_CHARS:
-                raise RequestError(f"feature_service is {len(service)} characters long; names are at most "
-                                   f"{MAX_NAME_CHARS}")
+                raise RequestError(
+                    f"feature_service is {len(service)} characters long; names are at most {MAX_NAME_CHARS}"
+                )
             if service not in self.repo.feature_services:
                 raise RequestError(
                     f"unknown feature service '{service}'{did_you_mean(service, self.repo.feature_services)}"
                 )
             return service
         if features is None:
-            raise RequestError('the request names no features: add "features": ["view:feature", ...] '
-                               f'or "feature_service": "name"{_typo_of(data, "features", "feature_service")}')
+            raise RequestError(
+                'the request names no features: add "features": ["view:feature", ...] '
+                f'or "feature_service": "name"{_typo_of(data, "features", "feature_service")}'
+            )
         if not isinstance(features, list):
             raise RequestError(f"features must be a list of 'view:feature' strings, got {_kind(features)}")
         if not features:
@@ -271,22 +299,30 @@ class RequestParser:
             if not isinstance(ref, str):
                 raise RequestError(f"features must hold 'view:feature' strings, got {_kind(ref)} ({shown(ref)})")
             if len(ref) > MAX_NAME_CHARS:
-                raise RequestError(f"features has a ref of {len(ref)} characters ({shown(ref, 40)}); "
-                                   f"names are at most {MAX_NAME_CHARS}")
+                raise RequestError(
+                    f"features has a ref of {len(ref)} characters ({shown(ref, 40)}); "
+                    f"names are at most {MAX_NAME_CHARS}"
+                )
             if ref in services and ref not in self.repo.feature_views:
-                raise RequestError(f"'{ref}' is a feature service, not a feature view: send "
-                                   f"\"feature_service\": \"{ref}\" instead of \"features\"")
+                raise RequestError(
+                    f"'{ref}' is a feature service, not a feature view: send "
+                    f'"feature_service": "{ref}" instead of "features"'
+                )
         return features
 
     def _entities(self, data: dict[str, Any]) -> tuple[dict[str, list[Any]], list[str]]:
         """Every entity column, join keys converted to their type and checked, and the join keys sent."""
         entities = data.get("entities")
         if entities is None:
-            raise RequestError('the request has no entities: add "entities": {"<join key>": [values, ...]}'
-                               f'{_typo_of(data, "entities")}')
+            raise RequestError(
+                'the request has no entities: add "entities": {"<join key>": [values, ...]}'
+                f"{_typo_of(data, 'entities')}"
+            )
         if not isinstance(entities, dict) or not entities:
-            raise RequestError(f"entities must be a non-empty object of join key → list of values, "
-                               f"got {_kind(entities) if not isinstance(entities, dict) else 'an empty object'}")
+            raise RequestError(
+                f"entities must be a non-empty object of join key → list of values, "
+                f"got {_kind(entities) if not isinstance(entities, dict) else 'an empty object'}"
+            )
         length = None
         columns: dict[str, list[Any]] = {}
         keys: list[str] = []
@@ -296,25 +332,33 @@ class RequestParser:
             if length is None:
                 length, first = len(values), name
                 if length > MAX_ENTITY_ROWS:  # before any value is looked at
-                    raise RequestError(f"{length} entity rows in one request; the limit is {MAX_ENTITY_ROWS}, "
-                                       "split the request or use get_historical_features")
+                    raise RequestError(
+                        f"{length} entity rows in one request; the limit is {MAX_ENTITY_ROWS}, "
+                        "split the request or use get_historical_features"
+                    )
             elif len(values) != length:
-                raise RequestError(f"entities lists differ in length: {_name(first)} has {length} value(s), "
-                                   f"{_name(name)} has {len(values)}")
+                raise RequestError(
+                    f"entities lists differ in length: {_name(first)} has {length} value(s), "
+                    f"{_name(name)} has {len(values)}"
+                )
             key = name if name in self.key_checks else self.entity_keys.get(name)
             if key is None:  # no join key: ignored, as Feast's server does (a label column, request data)
                 if len(name) <= MAX_NAME_CHARS:  # kept for the reader's did-you-mean only
                     columns[name] = values
                 continue
             if key in columns or (key != name and key in entities):
-                raise RequestError(f"entities has both '{_name(name)}' and '{key}' for the join key '{key}'; "
-                                   f"send only '{key}'")
+                raise RequestError(
+                    f"entities has both '{_name(name)}' and '{key}' for the join key '{key}'; send only '{key}'"
+                )
             dtype, check = self.key_checks[key]
             kind = _KEY_TYPES.get(dtype)
             bounds = _KEY_RANGES.get(dtype)
             # the common case, every value already of the key's type (and in range), costs no Python call per value
-            if kind is None or set(map(type, values)) != {kind} or (bounds and not (
-                    bounds[0] <= min(values) and max(values) <= bounds[1])):
+            if (
+                kind is None
+                or set(map(type, values)) != {kind}
+                or (bounds and not (bounds[0] <= min(values) and max(values) <= bounds[1]))
+            ):
                 if kind is not None:
                     values = [_exact_key_value(v, dtype) for v in values]
                 if check is not None:
@@ -356,7 +400,8 @@ class FeastEncoder:
             plain = all(
                 dtype in _PLAIN_DTYPES
                 for selection in selections
-                for name, dtype in _feature_dtypes(selection.view).items() if name in selection.features
+                for name, dtype in _feature_dtypes(selection.view).items()
+                if name in selection.features
             )
             keys = {k for selection in selections for k in self.repo.join_keys(selection.view)}
             found = (plain, len(keys), [selection.view.name for selection in selections])
@@ -365,6 +410,7 @@ class FeastEncoder:
         return found
 
     def plain(self, features: str | list[str]) -> bool:
+        """Whether ``features`` is answered without the per-view prefix."""
         return self.shape(features)[0]
 
     def encode(self, response: Any, features: str | list[str], request: OnlineRequest | None = None) -> bytes:
@@ -382,21 +428,28 @@ class FeastEncoder:
         if request is not None and request.version_metadata:
             # Feast's answer for a view at version 0 (featurehouse has no view versions): the name only
             metadata["feature_view_metadata"] = [{"name": v} for v in views]
-        n = len(request.entities[keys[0]]) if keys else 0
+        entities = request.entities if request is not None else {}  # no request: no keys either
+        n = len(entities[keys[0]]) if keys else 0
         present, epochs = ["PRESENT"] * n, [_EPOCH_Z] * n
-        results = [{"values": request.entities[k], "statuses": present, "event_timestamps": epochs} for k in keys]
+        results = [{"values": entities[k], "statuses": present, "event_timestamps": epochs} for k in keys]
         if plain:
             for name in names:
                 stamps = response.event_timestamps[name]
                 first = next((t for t in stamps if t is not None), None)
                 if first is not None and (first.utcoffset() is None or first.utcoffset().total_seconds() != 0):
                     break  # another zone: formatted in Python below
-                results.append({"values": response.values[name], "statuses": response.statuses[name],
-                                "event_timestamps": [_EPOCH_Z if t is None else t for t in stamps]})
+                results.append(
+                    {
+                        "values": response.values[name],
+                        "statuses": response.statuses[name],
+                        "event_timestamps": [_EPOCH_Z if t is None else t for t in stamps],
+                    }
+                )
             else:
-                return orjson.dumps({"metadata": metadata, "results": results},
-                                    option=orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS)
-            del results[len(keys):]
+                return orjson.dumps(
+                    {"metadata": metadata, "results": results}, option=orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
+                )
+            del results[len(keys) :]
         results += response.to_feast_json()["results"][key_count:]
         return orjson.dumps({"metadata": metadata, "results": results})
 
@@ -423,10 +476,12 @@ class ServerSettings:
     docs: bool = False  # /docs and /openapi.json
 
     def to_env(self) -> str:
+        """The settings as JSON, for the worker processes' environment."""
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_env(cls) -> "ServerSettings":
+    def from_env(cls) -> ServerSettings:
+        """The settings the parent process put in the environment (defaults without)."""
         text = os.environ.get(ENV_SETTINGS)
         return cls(**json.loads(text)) if text else cls()
 
@@ -438,12 +493,16 @@ def tokens_from_environment() -> list[bytes] | None:
         return None
     tokens = [t for t in text.replace(",", " ").split() if t]
     if not tokens:
-        raise FeaturehouseError(f"{ENV_TOKENS} is set but holds no token; unset it to serve without "
-                                "authentication, or give tokens separated by commas")
+        raise FeaturehouseError(
+            f"{ENV_TOKENS} is set but holds no token; unset it to serve without "
+            "authentication, or give tokens separated by commas"
+        )
     short = [i + 1 for i, t in enumerate(tokens) if len(t) < MIN_TOKEN_CHARS]
     if short:
-        raise FeaturehouseError(f"{ENV_TOKENS}: token {short[0]} is shorter than {MIN_TOKEN_CHARS} characters; "
-                                "use long random tokens (python -c 'import secrets; print(secrets.token_urlsafe())')")
+        raise FeaturehouseError(
+            f"{ENV_TOKENS}: token {short[0]} is shorter than {MIN_TOKEN_CHARS} characters; "
+            "use long random tokens (python -c 'import secrets; print(secrets.token_urlsafe())')"
+        )
     return [t.encode() for t in tokens]
 
 
@@ -490,6 +549,7 @@ class StoreCalls:
             self.in_flight -= 1
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run ``function(*args)`` in the pool within the deadline; OnlineStoreError (503) otherwise."""
         with self._lock:
             if self.in_flight >= self.limit:
                 busy = True
@@ -497,8 +557,10 @@ class StoreCalls:
                 busy = False
                 self.in_flight += 1
         if busy:
-            raise StoreUnavailable(f"the {self.kind} online store is not keeping up: {self.limit} calls are "
-                                   "already waiting on it in this worker; retry later")
+            raise StoreUnavailable(
+                f"the {self.kind} online store is not keeping up: {self.limit} calls are "
+                "already waiting on it in this worker; retry later"
+            )
         running: list[int | None] = [None]
 
         def call() -> Any:
@@ -517,10 +579,10 @@ class StoreCalls:
             if thread is not None:
                 with contextlib.suppress(Exception):
                     self.interrupt(thread)
-            raise StoreUnavailable(
-                f"the {self.kind} online store did not answer within {self.timeout:g} s") from None
+            raise StoreUnavailable(f"the {self.kind} online store did not answer within {self.timeout:g} s") from None
 
     def close(self) -> None:
+        """Stop the pool without waiting for calls still running."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -547,8 +609,14 @@ _throttled = _Throttled()
 
 def _raw_response(status: bytes, message: str) -> bytes:
     body = json.dumps({"error": message}).encode()
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
-            + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\nconnection: close\r\n\r\n"
+        + body
+    )
 
 
 class _HeadersTooLarge(Exception):
@@ -596,17 +664,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         seconds = self.limits.header_timeout if what == "headers" else self.limits.body_timeout
         _throttled.warn(what, f"closed a connection whose request {what} did not arrive within {seconds:g} s")
-        self.transport.write(_raw_response(b"408 Request Timeout",
-                                           f"the request {what} did not arrive within {seconds:g} s"))
+        self.transport.write(
+            _raw_response(b"408 Request Timeout", f"the request {what} did not arrive within {seconds:g} s")
+        )
         self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            _throttled.warn("connections", f"refused a connection: this worker already holds "
-                                           f"{self.limits.max_connections} (--limit-connections)")
-            transport.write(_raw_response(b"503 Service Unavailable",
-                                          "the server holds too many connections; retry later"))
+            _throttled.warn(
+                "connections",
+                f"refused a connection: this worker already holds {self.limits.max_connections} (--limit-connections)",
+            )
+            transport.write(
+                _raw_response(b"503 Service Unavailable", "the server holds too many connections; retry later")
+            )
             transport.close()
             return
         self._arm(self.limits.header_timeout, "headers")
@@ -622,14 +694,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
 
     def on_message_begin(self) -> None:
+        """A new request: its header bytes count from zero."""
         self._header_bytes = 0
         super().on_message_begin()
 
     def on_url(self, url: bytes) -> None:
+        """Count the URL towards the header limit."""
         self._count_header_bytes(len(url))
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Count a header towards the header limit."""
         self._count_header_bytes(len(name) + len(value))
         super().on_header(name, value)
 
@@ -640,17 +715,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             raise _HeadersTooLarge()  # httptools turns it into HttpParserError: send_400_response below
 
     def send_400_response(self, msg: str) -> None:
+        """Answer a bad request: 431 for oversized headers, else uvicorn's 400."""
         self._disarm()
         if self._oversized:
-            _throttled.warn("headers-size",
-                            f"refused a request whose headers exceed {self.limits.max_header_bytes} bytes")
-            self.transport.write(_raw_response(b"431 Request Header Fields Too Large",
-                                               f"the request headers exceed {self.limits.max_header_bytes} bytes"))
+            _throttled.warn(
+                "headers-size", f"refused a request whose headers exceed {self.limits.max_header_bytes} bytes"
+            )
+            self.transport.write(
+                _raw_response(
+                    b"431 Request Header Fields Too Large",
+                    f"the request headers exceed {self.limits.max_header_bytes} bytes",
+                )
+            )
             self.transport.close()
             return
         super().send_400_response(msg)
 
     def on_headers_complete(self) -> None:
+        """Start the body deadline; close the connection after the last keep-alive request."""
         self._arm(self.limits.body_timeout, "body")
         super().on_headers_complete()
         self._requests += 1
@@ -658,6 +740,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False  # answered with "connection: close"
 
     def on_message_complete(self) -> None:
+        """The request is complete: stop its deadline."""
         self._disarm()
         super().on_message_complete()
 
@@ -672,8 +755,7 @@ class FeatureServer:
     object and middleware layers cost more than reading a feature from Redis.
     """
 
-    def __init__(self, api: FastAPI, answer: Any, health: bytes, ready: Any = None,
-                 tokens: list[bytes] | None = None):
+    def __init__(self, api: FastAPI, answer: Any, health: bytes, ready: Any = None, tokens: list[bytes] | None = None):
         self.api = api
         self.answer = answer
         self.health = health  # load balancers ask often: answered here too, from bytes made at start-up
@@ -716,15 +798,20 @@ class FeatureServer:
         await self._send(send, status, payload)
 
     @staticmethod
-    async def _send(send: Any, status: int, payload: bytes, head: bool = False,
-                    extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    async def _send(
+        send: Any, status: int, payload: bytes, head: bool = False, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers + extra if extra else headers})
         await send({"type": "http.response.body", "body": b"" if head else payload})
 
 
-_UNAUTHORIZED = json.dumps({"error": "this server needs a bearer token: send the header "
-                                     "'Authorization: Bearer <token>' with one of its tokens"}).encode()
+_UNAUTHORIZED = json.dumps(
+    {
+        "error": "this server needs a bearer token: send the header "
+        "'Authorization: Bearer <token>' with one of its tokens"
+    }
+).encode()
 
 
 def _unknown(what: str, name: str, choices: Any) -> str:
@@ -734,8 +821,11 @@ def _unknown(what: str, name: str, choices: Any) -> str:
 
 
 def create_app(
-    repo_path: str | os.PathLike[str] = ".", target: str | None = None, profiles_dir: str | None = None,
-    settings: ServerSettings | None = None, tokens: list[bytes] | None = None,
+    repo_path: str | os.PathLike[str] = ".",
+    target: str | None = None,
+    profiles_dir: str | None = None,
+    settings: ServerSettings | None = None,
+    tokens: list[bytes] | None = None,
 ) -> FeatureServer:
     """The feature server's ASGI app for the repo at ``repo_path``; builds the store and reader now.
 
@@ -808,10 +898,17 @@ def create_app(
         "/get-online-features",
         summary="Online features for entity rows (Feast's request and response shapes)",
         response_model=None,
-        responses={200: {"model": GetOnlineFeaturesResponse}, 400: {"model": ErrorBody},
-                   503: {"model": ErrorBody, "description": "The online store cannot be reached."}},
-        openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": GetOnlineFeaturesRequest.model_json_schema()}}}},
+        responses={
+            200: {"model": GetOnlineFeaturesResponse},
+            400: {"model": ErrorBody},
+            503: {"model": ErrorBody, "description": "The online store cannot be reached."},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": GetOnlineFeaturesRequest.model_json_schema()}},
+            }
+        },
     )
     async def get_online_features(request: Request) -> Response:
         # documents the endpoint (and answers if the app is mounted without FeatureServer)
@@ -837,17 +934,19 @@ def create_app(
         except RequestError as exc:
             message = str(exc)
             if len(message) > MAX_ERROR_CHARS:
-                message = message[:MAX_ERROR_CHARS - 1] + "…"
+                message = message[: MAX_ERROR_CHARS - 1] + "…"
             return 400, orjson.dumps({"error": message})
         except OnlineStoreError as exc:
             return store_failed(exc)
         except FeaturehouseError as exc:
             log.warning("cannot serve request: %s", exc)
-            return 500, orjson.dumps({"error": f"the server cannot answer ({type(exc).__name__}); "
-                                               "the server log has the details"})
-        except Exception as exc:  # noqa: BLE001 - a client must get JSON, the log gets the traceback
+            return 500, orjson.dumps(
+                {"error": f"the server cannot answer ({type(exc).__name__}); the server log has the details"}
+            )
+        except Exception as exc:  # a client must get JSON, the log gets the traceback
             log.exception("unexpected error while serving /get-online-features")
-            return 500, orjson.dumps({"error": f"internal error ({type(exc).__name__}); the server log has the details"})
+            message = f"internal error ({type(exc).__name__}); the server log has the details"
+            return 500, orjson.dumps({"error": message})
 
     async def ready() -> tuple[int, bytes]:
         """200 when the online store answers a round trip within the deadline, else 503."""
@@ -855,23 +954,30 @@ def create_app(
             await calls.run(reader.ping)
         except OnlineStoreError as exc:
             return store_failed(exc)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("unexpected error while checking the online store for /ready")
-            return 503, orjson.dumps({"error": f"the {kind} online store cannot be checked; "
-                                               "the server log has the details"})
+            return 503, orjson.dumps(
+                {"error": f"the {kind} online store cannot be checked; the server log has the details"}
+            )
         return 200, ready_body
 
     # with authentication on, the unauthenticated endpoints say no more than that the server is up
-    health_body = ({"status": "ok"} if tokens is not None else
-                   {"status": "ok", "project": repo.config.project, "online_store": kind})
+    health_body = (
+        {"status": "ok"}
+        if tokens is not None
+        else {"status": "ok", "project": repo.config.project, "online_store": kind}
+    )
     ready_body = orjson.dumps({"status": "ready", **({} if tokens is not None else {"online_store": kind})})
 
     @app.get("/health", summary="Liveness: the worker is up and has loaded the repo (never asks the store)")
     async def health() -> Response:
         return json_response(health_body)
 
-    @app.get("/ready", summary="Readiness: the online store answers a round trip within the deadline",
-             responses={503: {"model": ErrorBody}})
+    @app.get(
+        "/ready",
+        summary="Readiness: the online store answers a round trip within the deadline",
+        responses={503: {"model": ErrorBody}},
+    )
     async def readiness() -> Response:
         status, payload = await ready()
         return Response(payload, status_code=status, media_type="application/json")
@@ -886,9 +992,11 @@ def create_app(
             for name, value in state.items():
                 if "error" in value:  # the store's own message names hosts or paths: the log only
                     log.warning("online state of %s: %s", name, value["error"])
-                    state[name] = {"error": value["error"] if isinstance(value.get("error"), str) and
-                                   value["error"].startswith(f"the {kind} online store") else
-                                   f"the {kind} online store cannot be read; the server log has the details"}
+                    state[name] = {
+                        "error": value["error"]
+                        if isinstance(value.get("error"), str) and value["error"].startswith(f"the {kind} online store")
+                        else f"the {kind} online store cannot be read; the server log has the details"
+                    }
             for item in items:
                 if item["name"] in state:
                     item["online_store"] = {"type": repo.config.online_store.type, **state[item["name"]]}
@@ -898,8 +1006,11 @@ def create_app(
     async def feature_views() -> Response:
         return json_response({"feature_views": [catalog.view_info(repo, n) for n in sorted(repo.feature_views)]})
 
-    @app.get("/feature-views/{name}", summary="One feature view, with its online sync state",
-             responses={404: {"model": ErrorBody}})
+    @app.get(
+        "/feature-views/{name}",
+        summary="One feature view, with its online sync state",
+        responses={404: {"model": ErrorBody}},
+    )
     async def feature_view(name: str) -> Response:  # the store's sync state: in StoreCalls, with the deadline
         if name not in repo.feature_views:
             return error(404, _unknown("feature view", name, repo.feature_views))
@@ -908,7 +1019,8 @@ def create_app(
     @app.get("/feature-services", summary="Every feature service and the features it reads")
     async def feature_services() -> Response:
         return json_response(
-            {"feature_services": [catalog.service_info(repo, n) for n in sorted(repo.feature_services)]})
+            {"feature_services": [catalog.service_info(repo, n) for n in sorted(repo.feature_services)]}
+        )
 
     @app.get("/feature-services/{name}", summary="One feature service", responses={404: {"model": ErrorBody}})
     async def feature_service(name: str) -> Response:
@@ -926,8 +1038,11 @@ def create_app(
 def app_from_environment() -> FeatureServer:
     """The uvicorn factory: each worker process builds its own app from the serve command's settings."""
     return create_app(
-        os.environ.get(ENV_REPO, "."), os.environ.get(ENV_TARGET) or None, os.environ.get(ENV_PROFILES_DIR) or None,
-        settings=ServerSettings.from_env(), tokens=tokens_from_environment(),
+        os.environ.get(ENV_REPO, "."),
+        os.environ.get(ENV_TARGET) or None,
+        os.environ.get(ENV_PROFILES_DIR) or None,
+        settings=ServerSettings.from_env(),
+        tokens=tokens_from_environment(),
     )
 
 
@@ -936,16 +1051,17 @@ def _check_tls(keyfile: str | None, certfile: str | None) -> None:
 
     if bool(keyfile) != bool(certfile):
         raise FeaturehouseError("TLS needs both --ssl-keyfile and --ssl-certfile")
-    if not keyfile:
+    if not keyfile or not certfile:
         return
     for option, path in (("--ssl-keyfile", keyfile), ("--ssl-certfile", certfile)):
         if not Path(path).is_file():
             raise FeaturehouseError(f"{option} {path}: no such file")
     try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)  # type: ignore[arg-type]
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
     except (ssl.SSLError, OSError) as error:
-        raise FeaturehouseError(f"cannot load the TLS key {keyfile} and certificate {certfile}: "
-                                f"{getattr(error, 'reason', None) or error}") from None
+        raise FeaturehouseError(
+            f"cannot load the TLS key {keyfile} and certificate {certfile}: {getattr(error, 'reason', None) or error}"
+        ) from None
 
 
 def _file_limit(wanted: int) -> int:
@@ -988,12 +1104,20 @@ def serve(
     files = _file_limit(settings.max_connections + settings.store_concurrency + 256)
     room = files - settings.store_concurrency - 256
     if room < settings.max_connections:
-        log.warning("the open-file limit is %d: --limit-connections lowered from %d to %d", files,
-                    settings.max_connections, max(room, 16))
+        log.warning(
+            "the open-file limit is %d: --limit-connections lowered from %d to %d",
+            files,
+            settings.max_connections,
+            max(room, 16),
+        )
         settings = ServerSettings(**{**asdict(settings), "max_connections": max(room, 16)})
     if tokens is None and host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving on %s without authentication: anyone who reaches this port reads features "
-                    "(set %s, or put an authenticating proxy in front)", host, ENV_TOKENS)
+        log.warning(
+            "serving on %s without authentication: anyone who reaches this port reads features "
+            "(set %s, or put an authenticating proxy in front)",
+            host,
+            ENV_TOKENS,
+        )
     os.environ[ENV_REPO] = str(Path(repo_path).resolve())
     os.environ[ENV_TARGET] = target or ""
     os.environ[ENV_PROFILES_DIR] = str(Path(profiles_dir).resolve()) if profiles_dir else ""
@@ -1009,7 +1133,7 @@ def serve(
         server_header=False,
         date_header=False,
         http="featurehouse.server:GuardedHttpToolsProtocol",
-        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type] - a float works (call_later)
+        timeout_keep_alive=settings.keep_alive_timeout,  # type: ignore[arg-type]  # a float works (call_later)
         ssl_keyfile=ssl_keyfile,
         ssl_certfile=ssl_certfile,
     )

@@ -32,7 +32,7 @@ class Warehouse:
     target: DbtTarget
     location: str = ""  # the database itself: a DuckDB file, a Postgres host and database
     # where dbt put each model (target/manifest.json); set by connect()
-    relations: "Relations | None" = None
+    relations: Relations | None = None
 
     def relation(self, model: str) -> str:
         """The quoted, schema-qualified name dbt gives ``model`` in this target."""
@@ -44,10 +44,12 @@ class Warehouse:
         """Where ``model``'s table lives, whatever the target is called: its database and relation."""
         return f"{self.location} {self.relation(model)}"
 
-    def arrow(self, sql: str) -> "pa.Table":  # pragma: no cover - interface
+    def arrow(self, sql: str) -> pa.Table:  # pragma: no cover - interface
+        """The rows ``sql`` returns, as an Arrow table; WarehouseError with one sentence when it fails."""
         raise NotImplementedError
 
     def execute(self, sql: str) -> None:  # pragma: no cover - interface
+        """Run ``sql`` for its effect; WarehouseError with one sentence when it fails."""
         raise NotImplementedError
 
     def columns(self, sql: str) -> list[tuple[str, str]]:  # pragma: no cover - interface
@@ -55,20 +57,30 @@ class Warehouse:
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def spine(self, table: "pa.Table") -> Iterator[str]:  # pragma: no cover - interface
+    def spine(self, table: pa.Table) -> Iterator[str]:  # pragma: no cover - interface
         """Make ``table`` queryable as SPINE_PLACEHOLDER for the duration of the block."""
         raise NotImplementedError
 
     def close(self) -> None:
+        """Close the connection."""
         pass
 
 
-_DUCKDB_RESOURCE_SETTINGS = frozenset({
-    "memory_limit", "max_memory", "threads", "worker_threads", "temp_directory", "max_temp_directory_size",
-})
+_DUCKDB_RESOURCE_SETTINGS = frozenset(
+    {
+        "memory_limit",
+        "max_memory",
+        "threads",
+        "worker_threads",
+        "temp_directory",
+        "max_temp_directory_size",
+    }
+)
 
 
 class DuckDBWarehouse(Warehouse):
+    """The DuckDB file of a dbt-duckdb target, opened read-only unless asked otherwise."""
+
     dialect = "duckdb"
 
     def __init__(self, target: DbtTarget, root: Path, read_only: bool = True):
@@ -81,9 +93,7 @@ class DuckDBWarehouse(Warehouse):
         self.location = f"duckdb:{path}"
         self.path = None if path == ":memory:" else path
         if path != ":memory:" and not Path(path).exists():
-            raise WarehouseError(
-                f"the DuckDB warehouse {path} does not exist yet; run 'dbt build' first"
-            )
+            raise WarehouseError(f"the DuckDB warehouse {path} does not exist yet; run 'dbt build' first")
         try:
             try:
                 self._con = duckdb.connect(path, read_only=read_only and path != ":memory:")
@@ -142,7 +152,7 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.Error as error:
             raise WarehouseError(_first_line(error)) from None
 
-    def arrow(self, sql: str) -> "pa.Table":
+    def arrow(self, sql: str) -> pa.Table:
         import duckdb
 
         try:
@@ -163,7 +173,7 @@ class DuckDBWarehouse(Warehouse):
         return [(row[0], row[1]) for row in rows]
 
     @contextlib.contextmanager
-    def spine(self, table: "pa.Table") -> Iterator[str]:
+    def spine(self, table: pa.Table) -> Iterator[str]:
         self._con.register(SPINE_PLACEHOLDER, table)
         try:
             yield SPINE_PLACEHOLDER
@@ -175,15 +185,27 @@ class DuckDBWarehouse(Warehouse):
 
 
 _PG_TYPES = {
-    "bool": "boolean", "int8": "smallint", "int16": "smallint", "int32": "integer", "int64": "bigint",
-    "uint8": "smallint", "uint16": "integer", "uint32": "bigint", "uint64": "numeric",
-    "float": "real", "double": "double precision", "halffloat": "real",
-    "string": "text", "large_string": "text", "binary": "bytea", "large_binary": "bytea",
+    "bool": "boolean",
+    "int8": "smallint",
+    "int16": "smallint",
+    "int32": "integer",
+    "int64": "bigint",
+    "uint8": "smallint",
+    "uint16": "integer",
+    "uint32": "bigint",
+    "uint64": "numeric",
+    "float": "real",
+    "double": "double precision",
+    "halffloat": "real",
+    "string": "text",
+    "large_string": "text",
+    "binary": "bytea",
+    "large_binary": "bytea",
     "date32[day]": "date",
 }
 
 
-def postgres_type(arrow_type: "pa.DataType") -> str:
+def postgres_type(arrow_type: pa.DataType) -> str:
     """The Postgres column type that holds ``arrow_type`` values."""
     import pyarrow as pa
 
@@ -197,6 +219,7 @@ def postgres_type(arrow_type: "pa.DataType") -> str:
 
 
 def postgres_conninfo(config: dict[str, Any]) -> str:
+    """The libpq connection string of a dbt-postgres target's settings."""
     from psycopg.conninfo import make_conninfo
 
     return make_conninfo(
@@ -210,6 +233,8 @@ def postgres_conninfo(config: dict[str, Any]) -> str:
 
 
 class PostgresWarehouse(Warehouse):
+    """The database of a dbt-postgres target, read with psycopg 3."""
+
     dialect = "postgres"
 
     def __init__(self, target: DbtTarget):
@@ -251,14 +276,15 @@ class PostgresWarehouse(Warehouse):
                 names = [d.name for d in cur.description]
                 oids = [d.type_code for d in cur.description]
                 # one round trip for all the type names, not one per column
-                cur.execute("select format_type(o, null) from unnest(%s::oid[]) with ordinality as t(o, i) order by i",
-                            (oids,))
+                cur.execute(
+                    "select format_type(o, null) from unnest(%s::oid[]) with ordinality as t(o, i) order by i", (oids,)
+                )
                 types = [row[0] for row in cur.fetchall()]
         except psycopg.Error as error:
             raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
         return list(zip(names, types))
 
-    def arrow(self, sql: str) -> "pa.Table":
+    def arrow(self, sql: str) -> pa.Table:
         """Stream the result through COPY TO STDOUT (CSV), then type it with pyarrow."""
         import psycopg
         import pyarrow as pa
@@ -276,7 +302,8 @@ class PostgresWarehouse(Warehouse):
             # off for this statement's transaction only, whatever the server's setting
             with self._con.transaction(), self._con.cursor() as cur:
                 cur.execute("SET LOCAL jit = off")
-                with cur.copy(f"COPY (select {select} from ({sql}) as q) TO STDOUT WITH (FORMAT csv, HEADER false)") as copy:
+                copy_out = f"COPY (select {select} from ({sql}) as q) TO STDOUT WITH (FORMAT csv, HEADER false)"
+                with cur.copy(copy_out) as copy:
                     for block in copy:
                         buffer.write(block)
         except psycopg.Error as error:
@@ -295,9 +322,12 @@ class PostgresWarehouse(Warehouse):
             convert_options=pacsv.ConvertOptions(
                 # Postgres writes NULL as an empty unquoted field and nothing else: the text
                 # 'NULL' and the float NaN (pyarrow's default null markers) are values
-                column_types=read_types, null_values=[""], strings_can_be_null=True,
+                column_types=read_types,
+                null_values=[""],
+                strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
-                true_values=["t"], false_values=["f"],
+                true_values=["t"],
+                false_values=["f"],
             ),
         )
         for i, name in enumerate(names):
@@ -306,7 +336,7 @@ class PostgresWarehouse(Warehouse):
         return table
 
     @contextlib.contextmanager
-    def spine(self, table: "pa.Table") -> Iterator[str]:
+    def spine(self, table: pa.Table) -> Iterator[str]:
         import psycopg
 
         columns = ", ".join(f'"{f.name}" {postgres_type(f.type)}' for f in table.schema)
@@ -335,7 +365,7 @@ class PostgresWarehouse(Warehouse):
         self._con.close()
 
 
-def _csv_copyable(schema: "pa.Schema") -> bool:
+def _csv_copyable(schema: pa.Schema) -> bool:
     """Whether pyarrow's CSV writer writes every column as Postgres' COPY (FORMAT csv) reads it:
     numbers, booleans, text (an empty string quoted, NULL an empty field), dates, timestamps
     (zoned ones with their offset). Others (lists, bytes) go row by row, and so do nanosecond
@@ -343,13 +373,18 @@ def _csv_copyable(schema: "pa.Schema") -> bool:
     import pyarrow as pa
 
     return all(
-        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
-        or pa.types.is_large_string(t) or (pa.types.is_timestamp(t) and t.unit != "ns") or pa.types.is_date32(t)
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or (pa.types.is_timestamp(t) and t.unit != "ns")
+        or pa.types.is_date32(t)
         for t in schema.types
     )
 
 
-def _copy_csv(cursor: Any, statement: str, table: "pa.Table") -> None:
+def _copy_csv(cursor: Any, statement: str, table: pa.Table) -> None:
     """COPY ``table`` in through pyarrow's CSV writer, in blocks: the upload costs about what the
     server takes to parse it, where writing rows from Python took ~15% of a warm call."""
     import pyarrow.csv as pacsv
@@ -362,14 +397,21 @@ def _copy_csv(cursor: Any, statement: str, table: "pa.Table") -> None:
             copy.write(buffer.getbuffer())
 
 
-def _arrow_type(pg_type: str) -> "pa.DataType":
+def _arrow_type(pg_type: str) -> pa.DataType:
     import pyarrow as pa
 
     base = pg_type.removesuffix("[]")
     scalar = {
-        "boolean": pa.bool_(), "smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64(),
-        "real": pa.float32(), "double precision": pa.float64(), "text": pa.string(),
-        "character varying": pa.string(), "bytea": pa.binary(), "date": pa.date32(),
+        "boolean": pa.bool_(),
+        "smallint": pa.int16(),
+        "integer": pa.int32(),
+        "bigint": pa.int64(),
+        "real": pa.float32(),
+        "double precision": pa.float64(),
+        "text": pa.string(),
+        "character varying": pa.string(),
+        "bytea": pa.binary(),
+        "date": pa.date32(),
         "timestamp without time zone": pa.timestamp("us"),
         "timestamp with time zone": pa.timestamp("us", tz="UTC"),
     }
@@ -381,13 +423,13 @@ def _arrow_type(pg_type: str) -> "pa.DataType":
     return pa.list_(kind) if pg_type.endswith("[]") else kind
 
 
-def _needs_decoding(kind: "pa.DataType") -> bool:
+def _needs_decoding(kind: pa.DataType) -> bool:
     import pyarrow as pa
 
     return pa.types.is_list(kind) or pa.types.is_binary(kind)
 
 
-def _decode(column: "pa.ChunkedArray", kind: "pa.DataType") -> "pa.Array":
+def _decode(column: pa.ChunkedArray, kind: pa.DataType) -> pa.Array:
     import json
 
     import pyarrow as pa

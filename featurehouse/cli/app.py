@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from featurehouse.errors import FeaturehouseError
+
+if TYPE_CHECKING:
+    from featurehouse.sdk.store import FeatureStore
+    from featurehouse.spec.repo import FeatureRepo
 
 
 class FeaturehouseGroup(click.Group):
@@ -23,6 +27,7 @@ class FeaturehouseGroup(click.Group):
             return super().invoke(ctx)
         except FeaturehouseError as error:
             if ctx.obj and ctx.obj.get("debug"):
+                _show_hidden_causes(error)
                 raise
             click.secho(f"Error: {error}", fg="red", err=True)
             sys.exit(1)
@@ -35,23 +40,54 @@ class FeaturehouseGroup(click.Group):
             extra = _EXTRAS.get(package)
             if extra is None or (ctx.obj and ctx.obj.get("debug")):
                 raise
-            click.secho(f"Error: this needs the Python package {package}, which is not installed; "
-                        f"pip install 'featurehouse[{extra}]'", fg="red", err=True)
+            click.secho(
+                f"Error: this needs the Python package {package}, which is not installed; "
+                f"pip install 'featurehouse[{extra}]'",
+                fg="red",
+                err=True,
+            )
             sys.exit(1)
 
 
+def _show_hidden_causes(error: BaseException) -> None:
+    """Make the traceback show every exception behind ``error``, also those ``raise ... from None`` hides.
+
+    ``from None`` keeps a driver's or parser's exception out of the one-line message and out of
+    the SDK's tracebacks; ``--debug`` asks for all of it.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__suppress_context__ = False
+        current = current.__cause__ or current.__context__
+
+
 # the optional dependencies' import names -> the pyproject extra that installs them
-_EXTRAS = {"psycopg": "postgres", "redis": "redis", "hiredis": "redis",
-           "fastapi": "server", "uvicorn": "server", "orjson": "server"}
+_EXTRAS = {
+    "psycopg": "postgres",
+    "redis": "redis",
+    "hiredis": "redis",
+    "fastapi": "server",
+    "uvicorn": "server",
+    "orjson": "server",
+}
 
 
 @click.group(cls=FeaturehouseGroup)
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.option("--repo", "repo_path", default=".", type=click.Path(file_okay=False), show_default=True,
-              help="The feature repo (a folder with featurehouse.yml, or below one).")
+@click.option("--debug", is_flag=True, help="Show tracebacks, with the exceptions that caused the error.")
+@click.option(
+    "--repo",
+    "repo_path",
+    default=".",
+    type=click.Path(file_okay=False),
+    show_default=True,
+    help="The feature repo (a folder with featurehouse.yml, or below one).",
+)
 @click.option("--target", default=None, help="dbt target to use instead of the profile's default.")
-@click.option("--profiles-dir", default=None, type=click.Path(file_okay=False),
-              help="Folder with profiles.yml, as for dbt.")
+@click.option(
+    "--profiles-dir", default=None, type=click.Path(file_okay=False), help="Folder with profiles.yml, as for dbt."
+)
 @click.version_option(package_name="featurehouse")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, repo_path: str, target: str | None, profiles_dir: str | None) -> None:
@@ -60,13 +96,15 @@ def main(ctx: click.Context, debug: bool, repo_path: str, target: str | None, pr
     ctx.obj.update(debug=debug, repo_path=repo_path, target=target, profiles_dir=profiles_dir)
 
 
-def load_repo_from(ctx: click.Context):  # noqa: ANN201 - FeatureRepo, imported lazily
+def load_repo_from(ctx: click.Context) -> FeatureRepo:
+    """The feature repo at ``--repo``, loaded and checked."""
     from featurehouse.spec.repo import load_repo
 
     return load_repo(ctx.obj["repo_path"])
 
 
-def open_store(ctx: click.Context):  # noqa: ANN201 - FeatureStore, imported lazily
+def open_store(ctx: click.Context) -> FeatureStore:
+    """A FeatureStore over ``--repo`` with the command's ``--target`` and ``--profiles-dir``."""
     from featurehouse.sdk.store import FeatureStore
 
     return FeatureStore(ctx.obj["repo_path"], target=ctx.obj["target"], profiles_dir=ctx.obj["profiles_dir"])
@@ -74,8 +112,7 @@ def open_store(ctx: click.Context):  # noqa: ANN201 - FeatureStore, imported laz
 
 @main.command()
 @click.option("--check", is_flag=True, help="Exit 1 if the committed models differ from what compile would write.")
-@click.option("--dialect", default=None,
-              help="SQL dialect to compile for; default: the type of the dbt target.")
+@click.option("--dialect", default=None, help="SQL dialect to compile for; default: the type of the dbt target.")
 @click.pass_context
 def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
     """Compile feature_specs/ into dbt models under models/featurehouse/."""
@@ -114,7 +151,8 @@ def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
             click.secho(
                 f"Error: {len(macros)} file(s) of featurehouse's macros differ from the installed featurehouse "
                 f"{__version__} ({', '.join(macros)}); run 'featurehouse compile', then 'dbt deps'",
-                fg="red", err=True,
+                fg="red",
+                err=True,
             )
             sys.exit(1)
         package_macros.check_version(repo.root)
@@ -122,15 +160,18 @@ def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
             click.secho(
                 f"Error: {len(stale)} file(s) under {repo.config.models_dir} are stale "
                 f"({', '.join(stale)}); run 'featurehouse compile'",
-                fg="red", err=True,
+                fg="red",
+                err=True,
             )
             sys.exit(1)
         click.echo(f"{len(files)} file(s) under {repo.config.models_dir} are up to date.")
         return
     macros = package_macros.write_vendored_copy(repo.root)
     if macros:
-        click.echo(f"Updated {len(macros)} file(s) of featurehouse's macros to {__version__} "
-                   f"({', '.join(macros)}); run 'dbt deps' before 'dbt build'.")
+        click.echo(
+            f"Updated {len(macros)} file(s) of featurehouse's macros to {__version__} "
+            f"({', '.join(macros)}); run 'dbt deps' before 'dbt build'."
+        )
     package_macros.check_version(repo.root)
     result = compiler.write(models_dir, files)
     click.echo(
@@ -186,5 +227,4 @@ def init(directory: str, name: str | None) -> None:
     from featurehouse.cli.example import init_repo
 
     path = init_repo(Path(directory), name)
-    click.echo(f"Created feature repo in {path}. Next:\n  cd {directory}\n  dbt deps && dbt build\n"
-               "  featurehouse sync")
+    click.echo(f"Created feature repo in {path}. Next:\n  cd {directory}\n  dbt deps && dbt build\n  featurehouse sync")

@@ -40,24 +40,56 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
 
 # ---- list ------------------------------------------------------------------------------------------
 _LIST_COLUMNS = {
-    "entities": (["NAME", "JOIN KEYS", "TYPE", "FEATURE VIEWS", "DESCRIPTION"],
-                 lambda r: [r["name"], ",".join(r["join_keys"]), r["value_type"], ",".join(r["feature_views"]),
-                            r["description"]]),
-    "feature-views": (["NAME", "ENTITIES", "FEATURES", "TTL", "ONLINE", "OWNER", "TAGS", "DESCRIPTION"],
-                      lambda r: [r["name"], ",".join(r["entities"]), str(len(r["features"])), r["ttl"],
-                                 "yes" if r["online"] else "no", r["owner"], _tags(r["tags"]), r["description"]]),
-    "feature-services": (["NAME", "FEATURES", "FEATURE VIEWS", "OWNER", "TAGS", "DESCRIPTION"],
-                         lambda r: [r["name"], str(len(r["features"])), ",".join(r["feature_views"]), r["owner"],
-                                    _tags(r["tags"]), r["description"]]),
-    "features": (["FEATURE", "DTYPE", "OWNER", "TAGS", "DESCRIPTION"],
-                 lambda r: [r["name"], r["dtype"], r["owner"], _tags(r["tags"]), r["description"]]),
+    "entities": (
+        ["NAME", "JOIN KEYS", "TYPE", "FEATURE VIEWS", "DESCRIPTION"],
+        lambda r: [
+            r["name"],
+            ",".join(r["join_keys"]),
+            r["value_type"],
+            ",".join(r["feature_views"]),
+            r["description"],
+        ],
+    ),
+    "feature-views": (
+        ["NAME", "ENTITIES", "FEATURES", "TTL", "ONLINE", "OWNER", "TAGS", "DESCRIPTION"],
+        lambda r: [
+            r["name"],
+            ",".join(r["entities"]),
+            str(len(r["features"])),
+            r["ttl"],
+            "yes" if r["online"] else "no",
+            r["owner"],
+            _tags(r["tags"]),
+            r["description"],
+        ],
+    ),
+    "feature-services": (
+        ["NAME", "FEATURES", "FEATURE VIEWS", "OWNER", "TAGS", "DESCRIPTION"],
+        lambda r: [
+            r["name"],
+            str(len(r["features"])),
+            ",".join(r["feature_views"]),
+            r["owner"],
+            _tags(r["tags"]),
+            r["description"],
+        ],
+    ),
+    "features": (
+        ["FEATURE", "DTYPE", "OWNER", "TAGS", "DESCRIPTION"],
+        lambda r: [r["name"], r["dtype"], r["owner"], _tags(r["tags"]), r["description"]],
+    ),
 }
 
 
 @main.command("list")
 @click.argument("kind", type=click.Choice(list(_LIST_COLUMNS)))
-@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
-              help="Only objects with this tag (KEY alone: any value); repeat to require several.")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only objects with this tag (KEY alone: any value); repeat to require several.",
+)
 @click.option("--owner", default=None, help="Only objects with this owner (the part before @ is enough).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
@@ -253,8 +285,10 @@ def search(ctx: click.Context, text: tuple[str, ...], as_json: bool) -> None:
     if not matches:
         click.echo(f"Nothing matches '{query}'{catalog.search_suggestion(repo, query)}.")
         return
-    _table(["KIND", "NAME", "MATCHED", "DESCRIPTION"],
-           [[m.kind, m.name, ",".join(m.matched), m.description] for m in matches])
+    _table(
+        ["KIND", "NAME", "MATCHED", "DESCRIPTION"],
+        [[m.kind, m.name, ",".join(m.matched), m.description] for m in matches],
+    )
 
 
 # ---- plan ------------------------------------------------------------------------------------------
@@ -278,8 +312,10 @@ def plan(ctx: click.Context, dialect: str | None, as_json: bool, fail_on_breakin
     elif result.empty:
         click.echo(f"No changes: {len(result.unchanged)} file(s) under {result.models_dir} are up to date ({dialect}).")
     else:
-        click.echo(f"Plan for {result.models_dir} ({dialect}): {len(result.added)} to add, "
-                   f"{len(result.changed)} to change, {len(result.removed)} to remove.")
+        click.echo(
+            f"Plan for {result.models_dir} ({dialect}): {len(result.added)} to add, "
+            f"{len(result.changed)} to change, {len(result.removed)} to remove."
+        )
         for mark, names in (("+", result.added), ("~", result.changed), ("-", result.removed)):
             for name in names:
                 click.echo(f"  {mark} {name}")
@@ -300,34 +336,97 @@ def plan(ctx: click.Context, dialect: str | None, as_json: bool, fail_on_breakin
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=6566, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Worker processes; each loads the repo and opens the online store once.")
-@click.option("--access-log/--no-access-log", default=False, show_default=True,
-              help="Log every request (costs throughput).")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@click.option("--store-timeout", default=2.0, show_default=True, type=click.FloatRange(0.05, 600), metavar="SECONDS",
-              help="Deadline of each online-store call; a request that misses it gets a 503 naming the store.")
-@click.option("--store-concurrency", default=32, show_default=True, type=click.IntRange(1, 1024),
-              help="Online-store calls in flight per worker; beyond that a request gets a 503 at once.")
-@click.option("--header-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 3600),
-              metavar="SECONDS", help="Time a client has to send complete request headers (else 408, closed).")
-@click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 3600),
-              metavar="SECONDS", help="Time a client has to send the request body after its headers.")
-@click.option("--keep-alive-timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
-              metavar="SECONDS", help="An idle keep-alive connection is closed after this.")
-@click.option("--keep-alive-requests", default=10_000, show_default=True, type=click.IntRange(1),
-              help="Requests served on one connection before it is closed.")
-@click.option("--limit-connections", default=10_000, show_default=True, type=click.IntRange(1),
-              help="Open connections per worker; more are answered 503 and closed.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes; each loads the repo and opens the online store once.",
+)
+@click.option(
+    "--access-log/--no-access-log", default=False, show_default=True, help="Log every request (costs throughput)."
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@click.option(
+    "--store-timeout",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 600),
+    metavar="SECONDS",
+    help="Deadline of each online-store call; a request that misses it gets a 503 naming the store.",
+)
+@click.option(
+    "--store-concurrency",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Online-store calls in flight per worker; beyond that a request gets a 503 at once.",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    metavar="SECONDS",
+    help="Time a client has to send complete request headers (else 408, closed).",
+)
+@click.option(
+    "--body-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    metavar="SECONDS",
+    help="Time a client has to send the request body after its headers.",
+)
+@click.option(
+    "--keep-alive-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    metavar="SECONDS",
+    help="An idle keep-alive connection is closed after this.",
+)
+@click.option(
+    "--keep-alive-requests",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Requests served on one connection before it is closed.",
+)
+@click.option(
+    "--limit-connections",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Open connections per worker; more are answered 503 and closed.",
+)
 @click.option("--ssl-keyfile", default=None, type=click.Path(dir_okay=False), help="TLS private key (PEM).")
 @click.option("--ssl-certfile", default=None, type=click.Path(dir_okay=False), help="TLS certificate chain (PEM).")
 @click.option("--docs/--no-docs", default=False, show_default=True, help="Serve /docs and /openapi.json.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, workers: int, access_log: bool, log_level: str,
-          store_timeout: float, store_concurrency: int, header_timeout: float, body_timeout: float,
-          keep_alive_timeout: float, keep_alive_requests: int, limit_connections: int, ssl_keyfile: str | None,
-          ssl_certfile: str | None, docs: bool) -> None:
+def serve(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    workers: int,
+    access_log: bool,
+    log_level: str,
+    store_timeout: float,
+    store_concurrency: int,
+    header_timeout: float,
+    body_timeout: float,
+    keep_alive_timeout: float,
+    keep_alive_requests: int,
+    limit_connections: int,
+    ssl_keyfile: str | None,
+    ssl_certfile: str | None,
+    docs: bool,
+) -> None:
     """Serve features over HTTP (Feast-compatible POST /get-online-features) and the catalog.
 
     Authentication: set FEATUREHOUSE_AUTH_TOKENS to one or more bearer tokens (comma-separated);
@@ -338,10 +437,26 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, access_log: bo
 
     # load once here so that a broken repo fails with one line before any worker starts
     repo = load_repo_from(ctx)
-    settings = ServerSettings(store_timeout=store_timeout, store_concurrency=store_concurrency,
-                              header_timeout=header_timeout, body_timeout=body_timeout,
-                              keep_alive_timeout=keep_alive_timeout, keep_alive_requests=keep_alive_requests,
-                              max_connections=limit_connections, docs=docs)
-    run_server(repo.root, target=ctx.obj["target"], profiles_dir=ctx.obj["profiles_dir"], host=host, port=port,
-               workers=workers, access_log=access_log, log_level=log_level, settings=settings,
-               ssl_keyfile=ssl_keyfile, ssl_certfile=ssl_certfile)
+    settings = ServerSettings(
+        store_timeout=store_timeout,
+        store_concurrency=store_concurrency,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        keep_alive_requests=keep_alive_requests,
+        max_connections=limit_connections,
+        docs=docs,
+    )
+    run_server(
+        repo.root,
+        target=ctx.obj["target"],
+        profiles_dir=ctx.obj["profiles_dir"],
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level=log_level,
+        settings=settings,
+        ssl_keyfile=ssl_keyfile,
+        ssl_certfile=ssl_certfile,
+    )

@@ -44,26 +44,46 @@ def write_example_data(seeds_dir: Path, seed: int = 7, now: datetime | None = No
         hour = start
         while hour <= last:
             created = hour + timedelta(minutes=rng.randint(1, 20))
-            rows.append([driver, _fmt(hour), _fmt(created), round(rng.random(), 4), round(rng.random(), 4),
-                         rng.randint(5, 40)])
+            rows.append(
+                [driver, _fmt(hour), _fmt(created), round(rng.random(), 4), round(rng.random(), 4), rng.randint(5, 40)]
+            )
             if rng.random() < 0.03:  # a late correction of the same hour
-                rows.append([driver, _fmt(hour), _fmt(created + timedelta(hours=3)), round(rng.random(), 4),
-                             round(rng.random(), 4), rng.randint(5, 40)])
+                rows.append(
+                    [
+                        driver,
+                        _fmt(hour),
+                        _fmt(created + timedelta(hours=3)),
+                        round(rng.random(), 4),
+                        round(rng.random(), 4),
+                        rng.randint(5, 40),
+                    ]
+                )
             hour += timedelta(hours=1)
     counts["raw_driver_stats.csv"] = _write(
         seeds_dir / "raw_driver_stats.csv",
-        ["driver_id", "event_timestamp", "created", "conv_rate", "acc_rate", "avg_daily_trips"], rows)
+        ["driver_id", "event_timestamp", "created", "conv_rate", "acc_rate", "avg_daily_trips"],
+        rows,
+    )
 
     rows = []
     for customer in CUSTOMERS:
         for day in range(DAYS + 1):
             moment = start + timedelta(days=day)
-            rows.append([customer, _fmt(moment), _fmt(moment + timedelta(minutes=5)),
-                         round(rng.uniform(0, 500), 2), round(rng.uniform(1, 3), 2), 10 * day + rng.randint(0, 9)])
+            rows.append(
+                [
+                    customer,
+                    _fmt(moment),
+                    _fmt(moment + timedelta(minutes=5)),
+                    round(rng.uniform(0, 500), 2),
+                    round(rng.uniform(1, 3), 2),
+                    10 * day + rng.randint(0, 9),
+                ]
+            )
     counts["raw_customer_profile.csv"] = _write(
         seeds_dir / "raw_customer_profile.csv",
-        ["customer_id", "event_timestamp", "created", "current_balance", "avg_passenger_count",
-         "lifetime_trip_count"], rows)
+        ["customer_id", "event_timestamp", "created", "current_balance", "avg_passenger_count", "lifetime_trip_count"],
+        rows,
+    )
 
     rows = []
     for request in range(1000):
@@ -71,7 +91,9 @@ def write_example_data(seeds_dir: Path, seed: int = 7, now: datetime | None = No
         rows.append([request, rng.choice(DRIVERS), rng.choice(CUSTOMERS), _fmt(moment), rng.randint(0, 1)])
     counts["driver_labels.csv"] = _write(
         seeds_dir / "driver_labels.csv",
-        ["request_id", "driver_id", "customer_id", "event_timestamp", "trip_completed"], rows)
+        ["request_id", "driver_id", "customer_id", "event_timestamp", "trip_completed"],
+        rows,
+    )
     return {str(seeds_dir / name): count for name, count in counts.items()}
 
 

@@ -37,15 +37,25 @@ class _Bar:
         width = 30
         share = self.done / self.total if self.total else 1.0
         filled = int(width * share)
-        click.echo(f"\r{self.view:<32.32} [{'#' * filled}{'.' * (width - filled)}] "
-                   f"{self.done:>12,}/{self.total:,}", err=True, nl=False)
+        click.echo(
+            f"\r{self.view:<32.32} [{'#' * filled}{'.' * (width - filled)}] {self.done:>12,}/{self.total:,}",
+            err=True,
+            nl=False,
+        )
 
 
 @main.command()
 @click.option("--views", default=None, help="Comma-separated feature views to sync (default: every online view).")
-@click.option("--full-refresh", is_flag=True, help="Rebuild each view from its snapshot, dropping entities that are gone.")
-@click.option("--wait", default=0.0, type=float, show_default=True,
-              help="Seconds to wait for a sync that is already running before giving up.")
+@click.option(
+    "--full-refresh", is_flag=True, help="Rebuild each view from its snapshot, dropping entities that are gone."
+)
+@click.option(
+    "--wait",
+    default=0.0,
+    type=float,
+    show_default=True,
+    help="Seconds to wait for a sync that is already running before giving up.",
+)
 @click.pass_context
 def sync(ctx: click.Context, views: str | None, full_refresh: bool, wait: float) -> None:
     """Copy the latest snapshots (dbt models online_<view>) to the online store; meant for cron.
@@ -79,7 +89,9 @@ def _parse_entity(option: str, key_types: dict[str, str]) -> tuple[str, Any]:
     if not sep or not key:
         raise RequestError(f"-e expects key=value such as driver_id=1001, got {option!r}")
     if key not in key_types:
-        raise RequestError(f"-e {option}: '{key}' is not a join key of the requested features{did_you_mean(key, key_types)}")
+        raise RequestError(
+            f"-e {option}: '{key}' is not a join key of the requested features{did_you_mean(key, key_types)}"
+        )
     dtype = key_types[key]
     if dtype in ("int32", "int64"):
         try:
@@ -96,16 +108,34 @@ def _parse_entity(option: str, key_types: dict[str, str]) -> tuple[str, Any]:
 
 
 @main.command("get-online-features")
-@click.option("-f", "--feature", "features", multiple=True, required=True,
-              help="view:feature or view, repeat for more; or a feature service name, alone.")
-@click.option("-e", "--entity", "entities", multiple=True, required=True,
-              help="join_key=value; repeat a key for more entity rows.")
+@click.option(
+    "-f",
+    "--feature",
+    "features",
+    multiple=True,
+    required=True,
+    help="view:feature or view, repeat for more; or a feature service name, alone.",
+)
+@click.option(
+    "-e",
+    "--entity",
+    "entities",
+    multiple=True,
+    required=True,
+    help="join_key=value; repeat a key for more entity rows.",
+)
 @click.option("--full-feature-names", is_flag=True, help="Name outputs view__feature.")
 @click.option("--with-timestamps", is_flag=True, help="Add name__ts (event time, epoch seconds) as Feast does.")
 @click.option("--feast-json", is_flag=True, help="Print Feast's HTTP response body (values, statuses, timestamps).")
 @click.pass_context
-def get_online_features(ctx: click.Context, features: tuple[str, ...], entities: tuple[str, ...],
-                        full_feature_names: bool, with_timestamps: bool, feast_json: bool) -> None:
+def get_online_features(
+    ctx: click.Context,
+    features: tuple[str, ...],
+    entities: tuple[str, ...],
+    full_feature_names: bool,
+    with_timestamps: bool,
+    feast_json: bool,
+) -> None:
     """Print the online features of some entities as JSON."""
     from featurehouse.online.reader import json_value, reader_for
     from featurehouse.sync.layout import ViewLayout
@@ -129,16 +159,18 @@ def get_online_features(ctx: click.Context, features: tuple[str, ...], entities:
     if feast_json:
         body = response.to_feast_json()
     else:  # the same JSON forms as the Feast body: bytes base64, timestamps ISO 8601, NaN null
-        body = {name: [json_value(v) for v in values]
-                for name, values in response.to_dict(include_event_timestamps=with_timestamps).items()}
+        body = {
+            name: [json_value(v) for v in values]
+            for name, values in response.to_dict(include_event_timestamps=with_timestamps).items()
+        }
     click.echo(json.dumps(body, indent=2, allow_nan=False))
 
 
 @main.command()
-@click.option("--views", default=None,
-              help="Comma-separated feature views to audit (default: every online view).")
-@click.option("--sample", default=100, show_default=True, type=click.IntRange(min=1),
-              help="Entities to compare per view.")
+@click.option("--views", default=None, help="Comma-separated feature views to audit (default: every online view).")
+@click.option(
+    "--sample", default=100, show_default=True, type=click.IntRange(min=1), help="Entities to compare per view."
+)
 @click.pass_context
 def check(ctx: click.Context, views: str | None, sample: int) -> None:
     """Skew audit: online values against get_historical_features for the same entities.

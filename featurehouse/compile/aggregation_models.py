@@ -4,13 +4,12 @@ dbt run (README, "Window aggregations")."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-import json
 
+from featurehouse.compile.header import model_header
 from featurehouse.plan.aggregations import macro_aggregations
+from featurehouse.plan.jinja import jinja_call, macro_call
 from featurehouse.plan.joins import feature_view_model, online_model
 from featurehouse.spec.aggregation_checks import validate
-from featurehouse.compile.header import model_header
-from featurehouse.plan.jinja import jinja_string
 
 if TYPE_CHECKING:
     from featurehouse.spec.model import FeatureView
@@ -20,17 +19,20 @@ if TYPE_CHECKING:
 def online_model_sql(repo: FeatureRepo, view: FeatureView) -> str:
     """``online_<view>.sql``: one row per entity with the aggregates as of the dbt run."""
     origin = repo.origin("feature_views", view.name)
-    call = (
-        "featurehouse.window_aggregation_snapshot(\n"
-        f"    relation=ref({jinja_string(feature_view_model(view.name))}),\n"
-        f"    join_keys={json.dumps(repo.join_keys(view))},\n"
-        f"    aggregations={macro_aggregations(view)}\n"
-        ")"
+    call = macro_call(
+        "featurehouse.window_aggregation_snapshot",
+        {
+            "relation": jinja_call("ref", feature_view_model(view.name)),
+            "join_keys": repo.join_keys(view),
+            "aggregations": macro_aggregations(view),
+        },
     )
     return (
         model_header(f"online snapshot of aggregation view '{view.name}'", origin)
         + "{{ config(materialized='table') }}\n\n"
-        + "{{ " + call + " }}\n"
+        + "{{ "
+        + call
+        + " }}\n"
     )
 
 

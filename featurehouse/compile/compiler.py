@@ -19,8 +19,9 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
-from featurehouse.spec.durations import format_duration
+from featurehouse.compile.header import GENERATED_MARK, model_header
 from featurehouse.errors import CompileError, SpecError, did_you_mean, excerpt
+from featurehouse.plan.jinja import jinja_string
 from featurehouse.plan.joins import (  # noqa: F401  (re-exported: the compiler's public names)
     FEATURE_VIEW_PREFIX,
     feature_dtypes,
@@ -28,11 +29,10 @@ from featurehouse.plan.joins import (  # noqa: F401  (re-exported: the compiler'
     macro_views_argument,
     point_in_time_call,
 )
-from featurehouse.spec.outputs import JoinPlan
-from featurehouse.plan.jinja import jinja_string
-from featurehouse.spec.repo import FeatureRepo
+from featurehouse.spec.durations import format_duration
 from featurehouse.spec.model import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureView, Source, Spine, jinja_opener
-from featurehouse.compile.header import GENERATED_MARK, model_header
+from featurehouse.spec.outputs import JoinPlan
+from featurehouse.spec.repo import FeatureRepo
 from featurehouse.spec.sources import file_reader, known_source_columns
 
 TRAINING_SET_PREFIX = "ts_"
@@ -59,13 +59,14 @@ _FORBIDDEN_IN_EXPRESSIONS: dict[type[exp.Expression], str] = {
 
 
 def training_set_model(name: str) -> str:
+    """The dbt model a training set is built into."""
     return f"{TRAINING_SET_PREFIX}{name}"
 
 
 def sql_type(dtype: str) -> exp.DataType:
     """The sqlglot type of a featurehouse dtype (``array<float32>`` → ``FLOAT[]``)."""
     if dtype.startswith("array<"):
-        inner = sql_type(dtype[len("array<"):-1])
+        inner = sql_type(dtype[len("array<") : -1])
         return exp.DataType(this=exp.DataType.Type.ARRAY, expressions=[inner], nested=True)
     return exp.DataType(this=_SCALAR_TYPES[dtype])
 
@@ -105,8 +106,10 @@ class _Jinja:
         if mark is None and any("{" + token in sql or '{"' + token in sql for token in self.snippets):
             mark = "{{"
         if mark is not None:
-            raise CompileError(f"{what}: the generated SQL would contain '{mark}', which dbt would render as "
-                               "Jinja; specs hold plain SQL, not templates (docs/decisions/0009)")
+            raise CompileError(
+                f"{what}: the generated SQL would contain '{mark}', which dbt would render as "
+                "Jinja; specs hold plain SQL, not templates (docs/decisions/0009)"
+            )
         for token, snippet in self.snippets.items():
             quoted = f'"{token}"'
             if sql.count(token) > 1:
@@ -144,8 +147,13 @@ def parse_expression(
     text = feature.expression or ""
 
     def fail(message: str) -> SpecError:
-        return repo.spec_error("feature_views", view.name, ("schema", index, "expression"),
-                               f"expression {excerpt(text)} {message}", feature=feature.name)
+        return repo.spec_error(
+            "feature_views",
+            view.name,
+            ("schema", index, "expression"),
+            f"expression {excerpt(text)} {message}",
+            feature=feature.name,
+        )
 
     # the expression lands in a dbt model, where Jinja would be rendered (and could run anything)
     if jinja_opener(text):
@@ -163,8 +171,10 @@ def parse_expression(
     # the SQL it writes can open Jinja where the spec's text did not
     mark = jinja_opener(tree.sql(dialect=dialect)) or jinja_opener(tree.sql(dialect=dialect, pretty=True))
     if mark:
-        raise fail(f"becomes SQL containing '{mark}' once its escapes are decoded, which dbt would render as "
-                   "Jinja; write the characters without escapes and apart, such as '{' || '{'")
+        raise fail(
+            f"becomes SQL containing '{mark}' once its escapes are decoded, which dbt would render as "
+            "Jinja; write the characters without escapes and apart, such as '{' || '{'"
+        )
     keyword = _statement_keyword(text, dialect)
     if keyword or (isinstance(tree, exp.Query) and not isinstance(tree, exp.Subquery)):
         keyword = keyword or tree.key.upper()
@@ -176,8 +186,10 @@ def parse_expression(
                 raise fail(f"may not contain {label}: it must give one value per source row")
         if isinstance(node, exp.Column):
             if node.table:
-                raise fail(f"uses the qualified column {node.sql(dialect=dialect)!r}; "
-                           f"write source columns unqualified, as {node.name!r}")
+                raise fail(
+                    f"uses the qualified column {node.sql(dialect=dialect)!r}; "
+                    f"write source columns unqualified, as {node.name!r}"
+                )
             if node.name not in columns:
                 hint = did_you_mean(node.name, columns) or (
                     "; declare it under the source's columns:" if repo.sources[view.source].path is None else ""
@@ -215,6 +227,7 @@ def _parse_error_position(error: Exception) -> str:
 
 # ---- feature view models --------------------------------------------------------------------------
 def feature_view_sql(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
+    """The ``fv_`` model of ``view``: the source's rows with the view's columns, in ``dialect``."""
     source = repo.sources[view.source]
     reverse = {feature: column for column, feature in source.field_mapping.items()}
     jinja = _Jinja()
@@ -250,12 +263,7 @@ def feature_view_sql(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
     query = exp.select(*selects).from_(jinja.table(source_relation_jinja(source, dialect)))
     body = jinja.substitute(query.sql(dialect=dialect, pretty=True, identify=True), f"feature view '{view.name}'")
     origin = repo.origin("feature_views", view.name)
-    return (
-        model_header(f"feature view '{view.name}'", origin)
-        + _feature_view_config(repo, view, dialect)
-        + body
-        + "\n"
-    )
+    return model_header(f"feature view '{view.name}'", origin) + _feature_view_config(repo, view, dialect) + body + "\n"
 
 
 def _feature_view_config(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
@@ -274,6 +282,7 @@ def _utc(jinja: _Jinja, column: str, dialect: str) -> exp.Expression:
 
 
 def training_set_sql(repo: FeatureRepo, name: str, dialect: str) -> str:
+    """The ``ts_`` model of training set ``name``: its features joined point in time to the spine."""
     training_set = repo.training_sets[name]
     # output names were checked when the repo was loaded (repo._check_training_set_columns)
     plan = JoinPlan(tuple(repo.resolve_features(training_set.features)), training_set.full_feature_names)
@@ -290,8 +299,12 @@ def training_set_sql(repo: FeatureRepo, name: str, dialect: str) -> str:
     hooks = ", pre_hook='set local jit = off'" if dialect == "postgres" else ""
     return (
         model_header(f"training set '{name}'", origin)
-        + "{{ config(materialized='table'" + hooks + ") }}\n\n"
-        + "{{ " + call + " }}\n"
+        + "{{ config(materialized='table'"
+        + hooks
+        + ") }}\n\n"
+        + "{{ "
+        + call
+        + " }}\n"
     )
 
 
@@ -312,8 +325,9 @@ def service_exposure(repo: FeatureRepo, name: str) -> dict[str, Any]:
         "description": service.description or f"Feature service {name}.",
         "owner": {"email": owner} if "@" in owner else {"name": owner},
         "depends_on": [f"ref('{feature_view_model(v)}')" for v in views],
-        "config": {"meta": {"featurehouse": {"kind": "feature_service", "name": name,
-                                             "features": list(service.features)}}},
+        "config": {
+            "meta": {"featurehouse": {"kind": "feature_service", "name": name, "features": list(service.features)}}
+        },
     }
     exposure["config"].update(dbt_tags(service.tags))
     return exposure
@@ -321,11 +335,14 @@ def service_exposure(repo: FeatureRepo, name: str) -> dict[str, Any]:
 
 def _aggregation_meta(view: FeatureView) -> dict[str, dict[str, str]]:
     dtypes = feature_dtypes(view)
-    return {a.output_name: {"dtype": dtypes[a.output_name], "aggregation": f"{a.function}({a.column}) over {a.window_text}"}
-            for a in view.aggregations}
+    return {
+        a.output_name: {"dtype": dtypes[a.output_name], "aggregation": f"{a.function}({a.column}) over {a.window_text}"}
+        for a in view.aggregations
+    }
 
 
 def schema_yml(repo: FeatureRepo) -> str:
+    """The generated models' schema.yml: descriptions, columns and tests of every model."""
     models: list[dict[str, Any]] = []
     for name in sorted(repo.feature_views):
         view = repo.feature_views[name]
@@ -339,10 +356,19 @@ def schema_yml(repo: FeatureRepo) -> str:
             # quoted: dbt's not_null test writes the column name as is, and a key may be
             # a keyword (group) or need its case kept (Driver_ID)
             columns.append({"name": key, "description": description, "quote": True, "data_tests": ["not_null"]})
-        columns.append({"name": EVENT_TIMESTAMP, "description": "When the feature values were true (UTC).",
-                        "data_tests": ["not_null"]})
-        columns.append({"name": CREATED_TIMESTAMP,
-                        "description": "When the row was written (UTC); breaks ties on event_timestamp."})
+        columns.append(
+            {
+                "name": EVENT_TIMESTAMP,
+                "description": "When the feature values were true (UTC).",
+                "data_tests": ["not_null"],
+            }
+        )
+        columns.append(
+            {
+                "name": CREATED_TIMESTAMP,
+                "description": "When the row was written (UTC); breaks ties on event_timestamp.",
+            }
+        )
         for feature in view.features:
             column: dict[str, Any] = {"name": feature.name, "description": feature.description}
             meta: dict[str, Any] = {"dtype": feature.dtype}
@@ -352,58 +378,71 @@ def schema_yml(repo: FeatureRepo) -> str:
                 meta["tags"] = dict(sorted(feature.tags.items()))
             column["config"] = {"meta": meta}
             columns.append(column)
-        models.append({
-            "name": feature_view_model(name),
-            "description": view.description or f"Feature view {name}.",
-            "config": {
-                "meta": {
-                    "owner": view.owner,
-                    "featurehouse": {
-                        "kind": "feature_view",
-                        "name": name,
-                        "spec": origin.file if origin else "",
-                        "entities": list(view.entities),
-                        "source": source.name,
-                        "ttl": format_duration(view.ttl),
-                        "online": view.online,
-                        "tags": dict(sorted(view.tags.items())),
-                        # the outputs are columns of online_<view> and training sets, not of this
-                        # model; kept here so that `featurehouse plan` sees them change
-                        **({"aggregations": _aggregation_meta(view)} if view.aggregations else {}),
+        models.append(
+            {
+                "name": feature_view_model(name),
+                "description": view.description or f"Feature view {name}.",
+                "config": {
+                    "meta": {
+                        "owner": view.owner,
+                        "featurehouse": {
+                            "kind": "feature_view",
+                            "name": name,
+                            "spec": origin.file if origin else "",
+                            "entities": list(view.entities),
+                            "source": source.name,
+                            "ttl": format_duration(view.ttl),
+                            "online": view.online,
+                            "tags": dict(sorted(view.tags.items())),
+                            # the outputs are columns of online_<view> and training sets, not of this
+                            # model; kept here so that `featurehouse plan` sees them change
+                            **({"aggregations": _aggregation_meta(view)} if view.aggregations else {}),
+                        },
                     },
+                    **dbt_tags(view.tags),
                 },
-                **dbt_tags(view.tags),
-            },
-            "columns": columns,
-            # an aggregation counts every event, so two at one instant are data, not a double load
-            **({} if view.is_aggregation else {"data_tests": [{
-                "featurehouse.no_full_ties": {
-                    "arguments": {"columns": [*keys, EVENT_TIMESTAMP, CREATED_TIMESTAMP]},
-                    "config": {"severity": "warn"},
-                }
-            }]}),
-        })
+                "columns": columns,
+                # an aggregation counts every event, so two at one instant are data, not a double load
+                **(
+                    {}
+                    if view.is_aggregation
+                    else {
+                        "data_tests": [
+                            {
+                                "featurehouse.no_full_ties": {
+                                    "arguments": {"columns": [*keys, EVENT_TIMESTAMP, CREATED_TIMESTAMP]},
+                                    "config": {"severity": "warn"},
+                                }
+                            }
+                        ]
+                    }
+                ),
+            }
+        )
     for name in sorted(repo.training_sets):
         training_set = repo.training_sets[name]
         origin = repo.origin("training_sets", name)
         features = training_set.features
-        models.append({
-            "name": training_set_model(name),
-            "description": training_set.description or f"Training set {name}: its spine with point-in-time features.",
-            "config": {
-                "meta": {
-                    "owner": training_set.owner,
-                    "featurehouse": {
-                        "kind": "training_set",
-                        "name": name,
-                        "spec": origin.file if origin else "",
-                        "features": features if isinstance(features, str) else list(features),
-                        "tags": dict(sorted(training_set.tags.items())),
+        models.append(
+            {
+                "name": training_set_model(name),
+                "description": training_set.description
+                or f"Training set {name}: its spine with point-in-time features.",
+                "config": {
+                    "meta": {
+                        "owner": training_set.owner,
+                        "featurehouse": {
+                            "kind": "training_set",
+                            "name": name,
+                            "spec": origin.file if origin else "",
+                            "features": features if isinstance(features, str) else list(features),
+                            "tags": dict(sorted(training_set.tags.items())),
+                        },
                     },
+                    **dbt_tags(training_set.tags),
                 },
-                **dbt_tags(training_set.tags),
-            },
-        })
+            }
+        )
     document: dict[str, Any] = {"version": 2, "models": models}
     if repo.feature_services:
         document["exposures"] = [service_exposure(repo, name) for name in sorted(repo.feature_services)]
@@ -429,13 +468,40 @@ def compile_repo(repo: FeatureRepo, dialect: str) -> dict[str, str]:
 
 # Every name the Jinja featurehouse writes into models uses: its macros and their arguments,
 # and dbt's config/ref/source. A generator that emits another must add it here, on purpose.
-GENERATED_JINJA_NAMES = frozenset({
-    "config", "materialized", "incremental_strategy", "unique_key", "post_hook", "ref", "source", "this",
-    "true", "false", "featurehouse", "utc_timestamp", "point_in_time_join", "spine", "views", "timestamp_column",
-    "spine_columns", "order_column", "incremental_latest_snapshot", "relation", "join_keys", "features",
-    "ttl_seconds", "filter_by_created", "expire_latest_snapshot", "window_aggregation_snapshot", "aggregations",
-    "indexes", "columns", "pre_hook",
-})
+GENERATED_JINJA_NAMES = frozenset(
+    {
+        "config",
+        "materialized",
+        "incremental_strategy",
+        "unique_key",
+        "post_hook",
+        "ref",
+        "source",
+        "this",
+        "true",
+        "false",
+        "featurehouse",
+        "utc_timestamp",
+        "point_in_time_join",
+        "spine",
+        "views",
+        "timestamp_column",
+        "spine_columns",
+        "order_column",
+        "incremental_latest_snapshot",
+        "relation",
+        "join_keys",
+        "features",
+        "ttl_seconds",
+        "filter_by_created",
+        "expire_latest_snapshot",
+        "window_aggregation_snapshot",
+        "aggregations",
+        "indexes",
+        "columns",
+        "pre_hook",
+    }
+)
 
 
 def check_generated_jinja(name: str, text: str) -> None:
@@ -451,8 +517,10 @@ def check_generated_jinja(name: str, text: str) -> None:
         for value in _yaml_strings(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))):
             mark = jinja_opener(value)
             if mark:
-                raise CompileError(f"{name} would contain '{mark}' in {excerpt(value)}, which dbt would render as "
-                                   "Jinja; specs hold plain text, not templates (docs/decisions/0009)")
+                raise CompileError(
+                    f"{name} would contain '{mark}' in {excerpt(value)}, which dbt would render as "
+                    "Jinja; specs hold plain text, not templates (docs/decisions/0009)"
+                )
         return
     _check_jinja_names(name, text)
 
@@ -463,12 +531,15 @@ def _check_jinja_names(name: str, text: str) -> None:
     try:
         tokens = list(jinja2.Environment().lex(text))
     except jinja2.TemplateSyntaxError as error:
-        raise CompileError(f"{name}: the generated Jinja does not parse (line {error.lineno}): "
-                           f"{excerpt(error.message or '', 100)}") from None
+        raise CompileError(
+            f"{name}: the generated Jinja does not parse (line {error.lineno}): {excerpt(error.message or '', 100)}"
+        ) from None
     for line, kind, value in tokens:
         if kind == "comment_begin" or (kind == "name" and value not in GENERATED_JINJA_NAMES):
-            raise CompileError(f"{name}:{line}: the generated Jinja uses {excerpt(value)}, which featurehouse does "
-                               "not write: dbt would render something a spec put there (docs/decisions/0009)")
+            raise CompileError(
+                f"{name}:{line}: the generated Jinja uses {excerpt(value)}, which featurehouse does "
+                "not write: dbt would render something a spec put there (docs/decisions/0009)"
+            )
         if kind == "string" and jinja_opener(value):  # a hook: dbt renders the string later
             _check_jinja_names(name, value)
 
@@ -507,12 +578,15 @@ def generated_files_on_disk(models_dir: Path) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class CompileResult:
+    """Which generated files a compile wrote, removed and left as they were."""
+
     written: list[str]
     removed: list[str]
     unchanged: list[str]
 
 
 def diff(models_dir: Path, files: dict[str, str]) -> CompileResult:
+    """What writing ``files`` into ``models_dir`` would change."""
     on_disk = generated_files_on_disk(models_dir)
     written = [n for n, text in files.items() if on_disk.get(n) != text]
     removed = [n for n in on_disk if n not in files]

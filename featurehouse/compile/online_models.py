@@ -17,13 +17,13 @@ generator instead; sync treats every ``online_<view>`` model alike.
 
 from __future__ import annotations
 
-import json
+from sqlglot import exp
 
-from featurehouse.plan.joins import feature_view_model, online_model
-from featurehouse.spec.repo import FeatureRepo
-from featurehouse.spec.model import FeatureView
 from featurehouse.compile.header import model_header
-from featurehouse.plan.jinja import jinja_string
+from featurehouse.plan.jinja import jinja_call, jinja_literal, macro_call
+from featurehouse.plan.joins import feature_view_model, online_model
+from featurehouse.spec.model import FeatureView
+from featurehouse.spec.repo import FeatureRepo
 
 
 def online_views(repo: FeatureRepo) -> list[FeatureView]:
@@ -36,24 +36,25 @@ INCREMENTAL_DIALECTS = ("duckdb", "postgres")
 
 
 def latest_snapshot_sql(repo: FeatureRepo, view: FeatureView, dialect: str = "duckdb") -> str:
-    features = ", ".join(
-        "{'name': %s, 'dtype': %s}" % (jinja_string(f.name), jinja_string(f.dtype))
-        for f in view.features
-    )
-    call = (
-        "featurehouse.incremental_latest_snapshot(\n"
-        f"    relation=ref({jinja_string(feature_view_model(view.name))}),\n"
-        f"    join_keys={json.dumps(repo.join_keys(view))},\n"
-        f"    features=[{features}],\n"
-        f"    ttl_seconds={view.ttl},\n"
-        f"    filter_by_created={'true' if view.filter_by_created_timestamp else 'false'}\n"
-        ")"
+    """The ``ol_`` model of ``view``: each entity's latest row within ttl, the table sync copies."""
+    call = macro_call(
+        "featurehouse.incremental_latest_snapshot",
+        {
+            "relation": jinja_call("ref", feature_view_model(view.name)),
+            "join_keys": repo.join_keys(view),
+            "features": [{"name": f.name, "dtype": f.dtype} for f in view.features],
+            "ttl_seconds": view.ttl,
+            "filter_by_created": view.filter_by_created_timestamp,
+        },
     )
     origin = repo.origin("feature_views", view.name)
     return (
         model_header(f"latest snapshot of feature view '{view.name}' for `featurehouse sync`", origin)
-        + _config(repo, view, dialect) + "\n\n"
-        + "{{ " + call + " }}\n"
+        + _config(repo, view, dialect)
+        + "\n\n"
+        + "{{ "
+        + call
+        + " }}\n"
     )
 
 
@@ -64,9 +65,12 @@ def _config(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
         "materialized='incremental'",
         "incremental_strategy='delete+insert'",
         # quoted: dbt's delete+insert writes the keys into SQL as they are given
-        "unique_key=[" + ", ".join(f"'\"{key}\"'" for key in repo.join_keys(view)) + "]",
+        "unique_key="
+        + jinja_literal([exp.to_identifier(key, quoted=True).sql(dialect=dialect) for key in repo.join_keys(view)]),
     ]
     if view.ttl:  # rows that aged out leave the table after each build
+        # a hook is a template dbt renders at run time, so it is written as Jinja text on
+        # purpose; its only value is the ttl, an int from the validated spec
         lines.append(f'post_hook="{{{{ featurehouse.expire_latest_snapshot(this, ttl_seconds={view.ttl}) }}}}"')
     return "{{ config(\n    " + ",\n    ".join(lines) + "\n) }}"
 

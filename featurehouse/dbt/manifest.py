@@ -61,6 +61,8 @@ class Node:
 
 @dataclass(frozen=True)
 class Manifest:
+    """The parts of dbt's target/manifest.json featurehouse reads: nodes, sources, naming overrides."""
+
     path: Path
     adapter_type: str
     project_name: str
@@ -142,7 +144,9 @@ def _read_index(path: Path, version: tuple[int, int, int]) -> Manifest | None:
         if document.get("format") != _INDEX_FORMAT or tuple(document.get("version") or ()) != version:
             return None
         return Manifest(
-            path=path, adapter_type=document["adapter_type"], project_name=document["project_name"],
+            path=path,
+            adapter_type=document["adapter_type"],
+            project_name=document["project_name"],
             generated_at=document["generated_at"],
             nodes={name: tuple(_node_from_index(n) for n in found) for name, found in document["nodes"].items()},
             sources={(n["source"][0], n["source"][1]): _node_from_index(n["node"]) for n in document["sources"]},
@@ -161,11 +165,15 @@ def _write_index(manifest: Manifest, version: tuple[int, int, int]) -> None:
     from dataclasses import asdict
 
     document = {
-        "format": _INDEX_FORMAT, "version": list(version), "adapter_type": manifest.adapter_type,
-        "project_name": manifest.project_name, "generated_at": manifest.generated_at,
+        "format": _INDEX_FORMAT,
+        "version": list(version),
+        "adapter_type": manifest.adapter_type,
+        "project_name": manifest.project_name,
+        "generated_at": manifest.generated_at,
         "nodes": {name: [asdict(n) for n in found] for name, found in manifest.nodes.items()},
         "sources": [{"source": list(key), "node": asdict(node)} for key, node in manifest.sources.items()],
-        "custom_naming": list(manifest.custom_naming), "catalog_columns": manifest.catalog_columns,
+        "custom_naming": list(manifest.custom_naming),
+        "catalog_columns": manifest.catalog_columns,
     }
     index = manifest.path.parent / INDEX
     temporary = index.with_name(f"{index.name}.{os.getpid()}.tmp")
@@ -195,11 +203,13 @@ def _parse(path: Path, catalog_path: Path | None) -> Manifest | None:
     for raw in _mapping(document.get("sources")).values():
         if isinstance(raw, dict):
             sources[(str(raw.get("source_name", "")), str(raw.get("name", "")))] = _node(raw)
-    custom = sorted({
-        str(macro.get("name"))
-        for macro in _mapping(document.get("macros")).values()
-        if isinstance(macro, dict) and _is_custom_naming(macro)
-    })
+    custom = sorted(
+        {
+            str(macro.get("name"))
+            for macro in _mapping(document.get("macros")).values()
+            if isinstance(macro, dict) and _is_custom_naming(macro)
+        }
+    )
     return Manifest(
         path=path,
         adapter_type=str(metadata.get("adapter_type") or ""),
@@ -255,11 +265,18 @@ def _catalog_columns(path: Path) -> dict[str, tuple[str, ...]]:
     found: dict[str, tuple[str, ...]] = {}
     for section in ("nodes", "sources"):
         for unique_id, entry in _mapping(_mapping(document).get(section)).items():
-            columns = [c for c in _mapping(_mapping(entry).get("columns")).values()
-                       if isinstance(c, dict) and c.get("name")]
-            ordered = sorted(columns, key=lambda c: c.get("index") if isinstance(c.get("index"), int) else 0)
+            columns = [
+                c for c in _mapping(_mapping(entry).get("columns")).values() if isinstance(c, dict) and c.get("name")
+            ]
+            ordered = sorted(columns, key=_column_index)
             found[unique_id] = tuple(str(c["name"]) for c in ordered)
     return found
+
+
+def _column_index(column: dict[str, Any]) -> int:
+    """A catalog column's position (0 when the catalog gives none)."""
+    index = column.get("index")
+    return index if isinstance(index, int) else 0
 
 
 def model_checksum(text: str) -> str:
@@ -274,13 +291,14 @@ def _quote(name: str) -> str:
 class Relations:
     """Where ``ref(model)`` is in the warehouse of one dbt target (see the module docstring)."""
 
-    def __init__(self, root: Path, target: "DbtTarget", models_dir: Path | None = None):
+    def __init__(self, root: Path, target: DbtTarget, models_dir: Path | None = None):
         self.root = root
         self.target = target
         self.models_dir = models_dir
 
     @functools.cached_property
     def manifest(self) -> Manifest | None:
+        """The project's parsed manifest, or None when dbt has not written one."""
         # on first use: a training-set query never needs it, only sync, check and error messages
         return load(self.root)
 
@@ -307,8 +325,10 @@ class Relations:
 
     def _matches_target(self, node: Node) -> bool:
         assert self.manifest is not None
-        return (self.manifest.adapter_type == self.target.type
-                and (node.database or "").lower() == self._target_database().lower())
+        return (
+            self.manifest.adapter_type == self.target.type
+            and (node.database or "").lower() == self._target_database().lower()
+        )
 
     def _models_prefix(self) -> str | None:
         if self.models_dir is None:
@@ -319,6 +339,7 @@ class Relations:
             return None
 
     def node(self, model: str) -> Node | None:
+        """The manifest's node of the model ``model``, or None without a manifest or such a model."""
         if self.manifest is None:
             return None
         found = self.manifest.find(model, self._models_prefix())
@@ -375,11 +396,15 @@ class Relations:
             shown = _relative(path, self.root)
             node = self.node(model)
             if node is None:
-                messages.append(f"model {model} ({shown}) is not in {self._manifest_name()} of {when} UTC: "
-                                "it was compiled after the last dbt build; run 'dbt build'")
+                messages.append(
+                    f"model {model} ({shown}) is not in {self._manifest_name()} of {when} UTC: "
+                    "it was compiled after the last dbt build; run 'dbt build'"
+                )
             elif node.checksum and node.checksum != model_checksum(text):
-                messages.append(f"model {model} ({shown}) changed after the last dbt build "
-                                f"({self._manifest_name()} of {when} UTC), so its table is stale; run 'dbt build'")
+                messages.append(
+                    f"model {model} ({shown}) changed after the last dbt build "
+                    f"({self._manifest_name()} of {when} UTC), so its table is stale; run 'dbt build'"
+                )
         return messages
 
     def describe(self, model: str) -> str:

@@ -78,6 +78,7 @@ def _top_level(path: Path, key: str) -> str | None:
 
 
 def project_name(path: Path) -> str | None:
+    """The ``name:`` of the dbt_project.yml at ``path``, or None when it has none."""
     return _top_level(path, "name")
 
 
@@ -125,11 +126,16 @@ def vendored_differences(root: Path) -> list[str]:
     if folder.exists() and not folder.is_dir():
         from featurehouse.errors import ConfigError
 
-        raise ConfigError(f"packages.yml names {folder.relative_to(root.resolve()).as_posix()} for featurehouse's "
-                          "macros, but it is a file; remove it and run 'featurehouse compile' to write the folder")
+        raise ConfigError(
+            f"packages.yml names {folder.relative_to(root.resolve()).as_posix()} for featurehouse's "
+            "macros, but it is a file; remove it and run 'featurehouse compile' to write the folder"
+        )
     wanted = package_files(shipped_package())
-    present = {p.relative_to(folder).as_posix(): p.read_bytes()
-               for p in [folder / "dbt_project.yml", *sorted((folder / "macros").rglob("*.sql"))] if p.is_file()}
+    present = {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in [folder / "dbt_project.yml", *sorted((folder / "macros").rglob("*.sql"))]
+        if p.is_file()
+    }
     prefix = folder.relative_to(root.resolve()).as_posix()
     names = sorted(set(wanted) | set(present))
     return [f"{prefix}/{name}" for name in names if wanted.get(name) != present.get(name)]

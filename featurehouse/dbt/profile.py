@@ -30,19 +30,29 @@ class DbtTarget:
 
     @property
     def type(self) -> str:
+        """The adapter type of the target (``duckdb``, ``postgres``...)."""
         return str(self.config.get("type", ""))
 
     @property
     def schema(self) -> str:
+        """The schema dbt builds into (dbt's default when the profile names none)."""
         default = "main" if self.type == "duckdb" else "public"
         return str(self.config.get("schema", default))
 
     @property
     def dialect(self) -> str:
         """The sqlglot dialect name for this target."""
-        return {"postgres": "postgres", "duckdb": "duckdb", "spark": "spark", "databricks": "databricks",
-                "snowflake": "snowflake", "bigquery": "bigquery", "trino": "trino",
-                "clickhouse": "clickhouse", "redshift": "redshift"}.get(self.type, self.type)
+        return {
+            "postgres": "postgres",
+            "duckdb": "duckdb",
+            "spark": "spark",
+            "databricks": "databricks",
+            "snowflake": "snowflake",
+            "bigquery": "bigquery",
+            "trino": "trino",
+            "clickhouse": "clickhouse",
+            "redshift": "redshift",
+        }.get(self.type, self.type)
 
 
 def _env_var(name: str, default: str | None = None) -> str:
@@ -93,9 +103,7 @@ def profiles_dir_for(root: Path, profiles_dir: str | os.PathLike[str] | None = N
     )
 
 
-def load_target(
-    root: Path, target: str | None = None, profiles_dir: str | os.PathLike[str] | None = None
-) -> DbtTarget:
+def load_target(root: Path, target: str | None = None, profiles_dir: str | os.PathLike[str] | None = None) -> DbtTarget:
     """The dbt target the repo at ``root`` runs against (``target`` overrides the default)."""
     project_file = root / "dbt_project.yml"
     if not project_file.is_file():
@@ -114,8 +122,6 @@ def load_target(
     outputs = profile.get("outputs") or {}
     target_name = target or os.environ.get("DBT_TARGET") or _render(profile.get("target")) or "dev"
     if target_name not in outputs:
-        raise ConfigError(
-            f"profile '{profile_name}' has no target '{target_name}'{did_you_mean(target_name, outputs)}"
-        )
+        raise ConfigError(f"profile '{profile_name}' has no target '{target_name}'{did_you_mean(target_name, outputs)}")
     config = _render(outputs[target_name])
     return DbtTarget(str(project.get("name", "")), profile_name, target_name, folder, config)

@@ -15,9 +15,14 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from featurehouse.dbt.profile import DbtTarget
 from featurehouse.errors import CompileError
+
+if TYPE_CHECKING:
+    from dbt.contracts.graph.nodes import CompiledNode
+    from dbt.contracts.results import RunExecutionResult
 
 CACHE_DIR = Path("target") / "featurehouse" / "rendered"
 _lock = threading.Lock()
@@ -33,10 +38,15 @@ def _macro_files(root: Path) -> list[Path]:
 
 
 def cache_key(root: Path, target: DbtTarget, call: str) -> str:
+    """A key that changes when the call, the target or any macro file changes."""
     digest = hashlib.sha256()
     digest.update(call.encode())
-    digest.update(json.dumps([target.profile_name, target.target_name, target.type, target.schema,
-                              target.config.get("database")], default=str).encode())
+    digest.update(
+        json.dumps(
+            [target.profile_name, target.target_name, target.type, target.schema, target.config.get("database")],
+            default=str,
+        ).encode()
+    )
     for path in [root / "dbt_project.yml", *_macro_files(root)]:
         if path.is_file():
             digest.update(str(path.relative_to(root)).encode())
@@ -85,9 +95,18 @@ def _render_with_dbt(root: Path, target: DbtTarget, call: str) -> str:
         if _runner is None:
             _runner = dbtRunner()
         args = [
-            "compile", "--inline", "{{ " + call + " }}",
-            "--project-dir", str(root), "--profiles-dir", str(target.profiles_dir),
-            "--target", target.target_name, "--log-level", "none", "--no-populate-cache",
+            "compile",
+            "--inline",
+            "{{ " + call + " }}",
+            "--project-dir",
+            str(root),
+            "--profiles-dir",
+            str(target.profiles_dir),
+            "--target",
+            target.target_name,
+            "--log-level",
+            "none",
+            "--no-populate-cache",
             "--no-write-json",
         ]
         cwd = os.getcwd()
@@ -98,7 +117,10 @@ def _render_with_dbt(root: Path, target: DbtTarget, call: str) -> str:
             os.chdir(cwd)
     if not result.success or not result.result:
         raise CompileError(f"dbt could not render the point-in-time join: {_failure_reason(result.exception)}")
-    node = result.result.results[0].node
+    # `compile --inline` answers with the run results of one compiled (SQL) node
+    node = cast("CompiledNode", cast("RunExecutionResult", result.result).results[0].node)
+    if node.compiled_code is None:
+        raise CompileError("dbt rendered no SQL for the point-in-time join")
     return node.compiled_code
 
 
@@ -113,6 +135,8 @@ def _failure_reason(exception: BaseException | None) -> str:
     reason = " ".join(str(exception).split()) if exception else "dbt compile failed"
     missing = re.search(r"depends on a node named '([^']+)' which was not found", reason)
     if missing:
-        return (f"the dbt project has no model '{missing[1]}'; run 'featurehouse compile' to write the "
-                "models of the feature views, then 'dbt build'")
+        return (
+            f"the dbt project has no model '{missing[1]}'; run 'featurehouse compile' to write the "
+            "models of the feature views, then 'dbt build'"
+        )
     return reason

@@ -33,14 +33,18 @@ RELATIVE_TOLERANCE = 1e-9  # aggregation views only
 
 @dataclass
 class AuditResult:
+    """What ``featurehouse check`` found: one summary per view, then each difference."""
+
     summaries: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """The summaries, then the differences, as printed."""
         return [*self.summaries, *self.differences]
 
 
-def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 100) -> AuditResult:
+def audit(store: FeatureStore, views: list[str] | None = None, sample: int = 100) -> AuditResult:
+    """Compare a sample of each view's online rows with the warehouse snapshot they were synced from."""
     import pyarrow as pa
 
     from featurehouse.online.reader import OnlineReader
@@ -59,7 +63,7 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
     reader = OnlineReader(store)
     from featurehouse.warehouse import connect  # the layer below, not the SDK's private _warehouse()
 
-    warehouse = connect(store.target, store.repo_path)
+    warehouse = connect(store.target, store.repo_path, models_dir=store.repo.root / store.repo.config.models_dir)
     try:
         # a stale table is not skew (the training data reads it too), but it explains old values
         result.summaries.extend(f"stale build: {message}" for message in stale_models(warehouse, layouts))
@@ -70,8 +74,11 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
                 continue
             aggregation = store.repo.feature_views[layout.name].is_aggregation
             snapshot = read_snapshot_table(warehouse, layout)
-            keys = normalise(snapshot, layout).select([*layout.join_keys, EVENT_TIMESTAMP]).sort_by(
-                [(k, "ascending") for k in layout.join_keys])
+            keys = (
+                normalise(snapshot, layout)
+                .select([*layout.join_keys, EVENT_TIMESTAMP])
+                .sort_by([(k, "ascending") for k in layout.join_keys])
+            )
             if keys.num_rows > sample:  # evenly spread over the key range, the same entities every run
                 step = keys.num_rows / sample
                 keys = keys.take(pa.array([int(i * step) for i in range(sample)]))
@@ -95,8 +102,10 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
                 when = f"as of the sync at {_utc_text(synced_at)} UTC"
             found = _store_against_snapshot(layout, keys, columns, online, result)
             keys = keys.drop_columns([EVENT_TIMESTAMP])
-            spine = keys.append_column(EVENT_TIMESTAMP, pa.array(
-                [t.astimezone(timezone.utc).replace(tzinfo=None) for t in times], type=pa.timestamp("us")))
+            spine = keys.append_column(
+                EVENT_TIMESTAMP,
+                pa.array([t.astimezone(timezone.utc).replace(tzinfo=None) for t in times], type=pa.timestamp("us")),
+            )
             offline = store.get_historical_features(spine, refs, full_feature_names=True).to_arrow()
             same = _close if aggregation else _same
             for i in range(keys.num_rows):
@@ -109,17 +118,18 @@ def audit(store: "FeatureStore", views: list[str] | None = None, sample: int = 1
                         entity = ", ".join(f"{k}={columns[k][i]!r}" for k in layout.join_keys)
                         result.differences.append(
                             f"{layout.name} [{entity}] {feature}: online {online_value!r} "
-                            f"({online.statuses[name][i]}), training {offline_value!r} at {_utc_text(times[i])}")
-            result.summaries.append(
-                f"{layout.name}: {keys.num_rows} entities compared {when}, {found} difference(s)")
+                            f"({online.statuses[name][i]}), training {offline_value!r} at {_utc_text(times[i])}"
+                        )
+            result.summaries.append(f"{layout.name}: {keys.num_rows} entities compared {when}, {found} difference(s)")
     finally:
         warehouse.close()
         reader.close()
     return result
 
 
-def _store_against_snapshot(layout: Any, keys: Any, columns: dict[str, list[Any]], online: Any,
-                            result: AuditResult) -> int:
+def _store_against_snapshot(
+    layout: Any, keys: Any, columns: dict[str, list[Any]], online: Any, result: AuditResult
+) -> int:
     """List the sampled entities whose stored row is not the warehouse snapshot's; return how many.
 
     The store can hold a newer row than the snapshot: a sync never writes an older row over a
@@ -139,11 +149,13 @@ def _store_against_snapshot(layout: Any, keys: Any, columns: dict[str, list[Any]
             result.differences.append(
                 f"{layout.name} [{entity}]: the store holds a newer row ({_utc_text(stored)} UTC) than the warehouse "
                 f"snapshot ({_utc_text(built)} UTC), which a sync does not write over; run 'featurehouse sync "
-                f"--full-refresh --views {layout.name}' to replace it with the snapshot")
+                f"--full-refresh --views {layout.name}' to replace it with the snapshot"
+            )
         else:
             result.differences.append(
                 f"{layout.name} [{entity}]: the warehouse snapshot has a newer row ({_utc_text(built)} UTC) than the "
-                f"store ({_utc_text(stored)} UTC); run 'featurehouse sync'")
+                f"store ({_utc_text(stored)} UTC); run 'featurehouse sync'"
+            )
     return found
 
 

@@ -41,8 +41,8 @@ from featurehouse.errors import RequestError, did_you_mean
 from featurehouse.sync.base import EPOCH, INVALID, UNSYNCED, Marker
 
 if TYPE_CHECKING:
-    from featurehouse.spec.repo import FeatureRepo
     from featurehouse.sdk.store import FeatureStore
+    from featurehouse.spec.repo import FeatureRepo
     from featurehouse.sync.base import Reader
 
 PRESENT = "PRESENT"
@@ -56,8 +56,13 @@ class OnlineResponse:
 
     __slots__ = ("feature_names", "values", "statuses", "event_timestamps")
 
-    def __init__(self, feature_names: list[str], values: dict[str, list[Any]], statuses: dict[str, list[str]],
-                 event_timestamps: dict[str, list[datetime | None]]):
+    def __init__(
+        self,
+        feature_names: list[str],
+        values: dict[str, list[Any]],
+        statuses: dict[str, list[str]],
+        event_timestamps: dict[str, list[datetime | None]],
+    ):
         self.feature_names = feature_names
         self.values = values
         self.statuses = statuses
@@ -74,6 +79,7 @@ class OnlineResponse:
         return result
 
     def to_df(self, include_event_timestamps: bool = False) -> Any:
+        """The response as a pandas DataFrame, one row per entity."""
         import pandas as pd
 
         return pd.DataFrame(self.to_dict(include_event_timestamps))
@@ -149,10 +155,12 @@ class BoundedCache:
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> Any:
+        """The value cached under ``key``, or None."""
         found = self._items.get(key)
         return None if found is None else found[0]
 
     def put(self, key: Any, value: Any) -> None:
+        """Cache ``value``, evicting the oldest entries beyond the byte budget."""
         cost = cache_cost(key)
         if cost > self.max_bytes // 4:  # one giant entry would evict everything: don't keep it
             return
@@ -173,8 +181,15 @@ class BoundedCache:
 class _ViewPlan:
     __slots__ = ("name", "prepared", "outputs", "ttl", "key_index", "missing")
 
-    def __init__(self, name: str, prepared: Any, outputs: list[str], ttl: int, key_index: list[int],
-                 missing: list[Any] | None = None):
+    def __init__(
+        self,
+        name: str,
+        prepared: Any,
+        outputs: list[str],
+        ttl: int,
+        key_index: list[int],
+        missing: list[Any] | None = None,
+    ):
         self.name = name
         self.prepared = prepared
         self.outputs = outputs
@@ -196,8 +211,13 @@ class _Plan:
 
 def _key_check(key: str, dtype: str, entity: str) -> Any:
     """A function that returns the key value in its canonical Python type or raises RequestError."""
-    expected = {"int32": "an integer", "int64": "an integer", "string": "a string", "bytes": "bytes",
-                "bool": "a boolean"}.get(dtype, dtype)
+    expected = {
+        "int32": "an integer",
+        "int64": "an integer",
+        "string": "a string",
+        "bytes": "bytes",
+        "bool": "a boolean",
+    }.get(dtype, dtype)
 
     def fail(value: Any, row: int) -> RequestError:
         return RequestError(
@@ -215,33 +235,40 @@ def _key_check(key: str, dtype: str, entity: str) -> Any:
                     raise fail(value, row)
                 value = value.__index__()  # numpy integers
             if not low <= value <= high:  # no store could even look it up (Postgres: "bigint out of range")
-                raise RequestError(f"entity row {row}: join key '{key}' of entity '{entity}' is {dtype}, "
-                                   f"and {value} is outside its range {low}..{high}")
+                raise RequestError(
+                    f"entity row {row}: join key '{key}' of entity '{entity}' is {dtype}, "
+                    f"and {value} is outside its range {low}..{high}"
+                )
             return value
     elif dtype == "string":
+
         def check(value: Any, row: int) -> Any:
             if type(value) is str:
                 return value
             raise fail(value, row)
     elif dtype == "bytes":
+
         def check(value: Any, row: int) -> Any:
             if isinstance(value, (bytes, bytearray)):
                 return bytes(value)
             raise fail(value, row)
     elif dtype == "bool":
+
         def check(value: Any, row: int) -> Any:
             if isinstance(value, bool):
                 return value
             raise fail(value, row)
     else:
-        raise RequestError(f"join key '{key}' of entity '{entity}' has dtype {dtype}, which online reads do not support")
+        raise RequestError(
+            f"join key '{key}' of entity '{entity}' has dtype {dtype}, which online reads do not support"
+        )
     return check
 
 
 class OnlineReader:
     """Reads features from the store's online store; build once, call ``read`` per request."""
 
-    def __init__(self, store: "FeatureStore", timeout: float | None = None):
+    def __init__(self, store: FeatureStore, timeout: float | None = None):
         from featurehouse.sync import open_backend
 
         self.repo: FeatureRepo = store.repo
@@ -251,10 +278,12 @@ class OnlineReader:
         self._plans = BoundedCache()
 
     def close(self) -> None:
+        """Close the online store's connections."""
         self._reader.close()
 
     # ---- planning (once per feature list) ----------------------------------------------------
     def plan(self, features: Sequence[str] | str, full_feature_names: bool = False) -> _Plan:
+        """The read plan of a feature list (views, keys, checks), built once and cached."""
         cache_key = (features if isinstance(features, str) else tuple(features), full_feature_names)
         plan = self._plans.get(cache_key)
         if plan is None:
@@ -302,8 +331,9 @@ class OnlineReader:
 
                 empty = empty_window_values(view)
                 missing = [empty[f] for f in selection.features]
-            views.append(_ViewPlan(view.name, prepared, outputs, view.ttl, [keys.index(k) for k in layout.join_keys],
-                                   missing))
+            views.append(
+                _ViewPlan(view.name, prepared, outputs, view.ttl, [keys.index(k) for k in layout.join_keys], missing)
+            )
         return _Plan(keys, checks, views)
 
     # ---- reading --------------------------------------------------------------------------------
@@ -314,6 +344,7 @@ class OnlineReader:
         full_feature_names: bool = False,
         now: datetime | None = None,
     ) -> OnlineResponse:
+        """The latest values of ``features`` for each entity row, with statuses and event timestamps."""
         plan = self.plan(features, full_feature_names)
         columns = _entity_columns(plan, entity_rows)
         n = len(columns[0]) if columns else 0
@@ -390,12 +421,16 @@ def _entity_columns(plan: _Plan, entity_rows: Any) -> list[list[Any]]:
         length = None
         for key, check in zip(plan.keys, plan.key_checks):
             if key not in entity_rows:
-                raise RequestError(f"the entities have no '{key}', a join key of the requested features"
-                                   f"{did_you_mean(key, entity_rows)}")
+                raise RequestError(
+                    f"the entities have no '{key}', a join key of the requested features"
+                    f"{did_you_mean(key, entity_rows)}"
+                )
             column = entity_rows[key]
             if isinstance(column, (str, bytes, Mapping)) or not isinstance(column, Iterable):
-                raise RequestError(f"entity column '{key}' must be a list of values, such as "
-                                   f"{{'{key}': [{shown(column)}]}}, not {type(column).__name__}")
+                raise RequestError(
+                    f"entity column '{key}' must be a list of values, such as "
+                    f"{{'{key}': [{shown(column)}]}}, not {type(column).__name__}"
+                )
             column = list(column)
             if length is not None and len(column) != length:
                 raise RequestError(f"entity column '{key}' has {len(column)} values, but '{plan.keys[0]}' has {length}")
@@ -426,7 +461,7 @@ _readers_lock = threading.Lock()
 _readers: weakref.WeakKeyDictionary[FeatureStore, OnlineReader] = weakref.WeakKeyDictionary()
 
 
-def reader_for(store: "FeatureStore") -> OnlineReader:
+def reader_for(store: FeatureStore) -> OnlineReader:
     """The store's OnlineReader, created on first use (and dropped with the store)."""
     reader = _readers.get(store)
     if reader is None:
@@ -438,7 +473,7 @@ def reader_for(store: "FeatureStore") -> OnlineReader:
 
 
 def get_online_features(
-    store: "FeatureStore",
+    store: FeatureStore,
     features: Sequence[str] | str,
     entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     full_feature_names: bool = False,

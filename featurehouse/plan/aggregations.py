@@ -10,8 +10,9 @@ docs/window-aggregations.md; featurehouse.compile.aggregation_models). load_repo
 
 from __future__ import annotations
 
+from typing import Any
+
 from featurehouse.spec.model import Aggregation, FeatureView
-from featurehouse.plan.jinja import jinja_string
 
 # count is a number of values; every other function is computed in double precision
 _OUTPUT_DTYPES = {"count": "int64"}
@@ -35,20 +36,17 @@ def empty_window_values(view: FeatureView) -> dict[str, int | None]:
 
 
 # ---- the macro argument -------------------------------------------------------------------------
-def macro_aggregations(view: FeatureView, outputs: tuple[str, ...] | list[str] | None = None) -> str:
-    """The ``aggregations`` argument of the window macros as Jinja text, for ``outputs`` (all by default)."""
+def macro_aggregations(view: FeatureView, outputs: tuple[str, ...] | list[str] | None = None) -> list[dict[str, Any]]:
+    """The ``aggregations`` argument of the window macros, for ``outputs`` (all by default).
+
+    Python values; featurehouse.plan.jinja.jinja_literal writes them into the macro call.
+    """
     chosen = [a for a in view.aggregations if outputs is None or a.output_name in outputs]
     if outputs is not None:  # keep the order asked for
         chosen.sort(key=lambda a: list(outputs).index(a.output_name))
-    return "[" + ", ".join(
-        "{"
-        f"'name': {jinja_string(a.output_name)}, "
-        f"'column': {jinja_string(a.column)}, "
-        f"'function': {jinja_string(a.function)}, "
-        f"'window_seconds': {a.window}"
-        "}"
-        for a in chosen
-    ) + "]"
+    return [
+        {"name": a.output_name, "column": a.column, "function": a.function, "window_seconds": a.window} for a in chosen
+    ]
 
 
 # ---- online snapshot models ---------------------------------------------------------------------

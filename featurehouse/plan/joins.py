@@ -6,18 +6,19 @@ builds a call on every ``get_historical_features`` and the feature server on sta
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
-from featurehouse.spec.repo import FeatureRepo
+from featurehouse.plan.jinja import JinjaCode, jinja_call, jinja_literal, macro_call
 from featurehouse.spec.model import FeatureView
-from featurehouse.plan.jinja import jinja_string
 from featurehouse.spec.outputs import JoinPlan
+from featurehouse.spec.repo import FeatureRepo
 
 FEATURE_VIEW_PREFIX = "fv_"
 ONLINE_PREFIX = "online_"
 
 
 def feature_view_model(view_name: str) -> str:
+    """The dbt model holding the history of ``view_name`` (what training sets join)."""
     return f"{FEATURE_VIEW_PREFIX}{view_name}"
 
 
@@ -26,36 +27,28 @@ def online_model(view_name: str) -> str:
     return f"{ONLINE_PREFIX}{view_name}"
 
 
-def macro_views_argument(repo: FeatureRepo, plan: JoinPlan) -> str:
+def macro_views_argument(repo: FeatureRepo, plan: JoinPlan) -> JinjaCode:
     """The ``views=[...]`` argument of ``featurehouse.point_in_time_join`` as Jinja text."""
     items = []
     for selection in plan.selections:
         view = selection.view
         dtypes = feature_dtypes(view)
-        features = ", ".join(
-            "{'name': %s, 'dtype': %s}" % (jinja_string(name), jinja_string(dtypes[name]))
-            for name in selection.features
-        )
-        # a full tie compares every schema feature, not only the requested ones, so a
-        # value never depends on what else was asked for (docs/decisions/0001)
-        all_features = ", ".join(
-            "{'name': %s, 'dtype': %s}" % (jinja_string(f.name), jinja_string(f.dtype)) for f in view.features
-        )
-        items.append(
-            "{"
-            f"'name': {jinja_string(view.name)}, "
-            f"'relation': ref({jinja_string(feature_view_model(view.name))}), "
-            f"'join_keys': {json.dumps(repo.join_keys(view))}, "
-            f"'features': [{features}], "
-            f"'all_features': [{all_features}], "
-            f"'ttl_seconds': {view.ttl}, "
-            f"'filter_by_created': {'true' if view.filter_by_created_timestamp else 'false'}, "
-            f"'prefix': {jinja_string(plan.prefix(view))}"
-            + (f", 'aggregations': {_macro_aggregations(view, selection.features)}"
-               if view.aggregations else "")
-            + "}"
-        )
-    return "[\n        " + ",\n        ".join(items) + "\n    ]"
+        item: dict[str, Any] = {
+            "name": view.name,
+            "relation": jinja_call("ref", feature_view_model(view.name)),
+            "join_keys": repo.join_keys(view),
+            "features": [{"name": name, "dtype": dtypes[name]} for name in selection.features],
+            # a full tie compares every schema feature, not only the requested ones, so a
+            # value never depends on what else was asked for (docs/decisions/0001)
+            "all_features": [{"name": f.name, "dtype": f.dtype} for f in view.features],
+            "ttl_seconds": view.ttl,
+            "filter_by_created": view.filter_by_created_timestamp,
+            "prefix": plan.prefix(view),
+        }
+        if view.aggregations:
+            item["aggregations"] = _macro_aggregations(view, selection.features)
+        items.append(jinja_literal(item))
+    return JinjaCode("[\n        " + ",\n        ".join(items) + "\n    ]")
 
 
 def feature_dtypes(view: FeatureView) -> dict[str, str]:
@@ -76,20 +69,23 @@ def point_in_time_call(
     spine_columns: list[str] | None = None,
     order_column: str | None = None,
 ) -> str:
-    """The Jinja expression (without braces) that renders the point-in-time join."""
-    args = [
-        f"spine={spine}",
-        f"views={macro_views_argument(repo, plan)}",
-        f"timestamp_column={jinja_string(timestamp_column)}",
-    ]
+    """The Jinja expression (without braces) that renders the point-in-time join.
+
+    ``spine`` is Jinja code (``ref('labels')``, or a string literal naming a relation).
+    """
+    args: dict[str, Any] = {
+        "spine": JinjaCode(spine),
+        "views": macro_views_argument(repo, plan),
+        "timestamp_column": timestamp_column,
+    }
     if spine_columns is not None:
-        args.append(f"spine_columns={json.dumps(spine_columns)}")
+        args["spine_columns"] = spine_columns
     if order_column is not None:
-        args.append(f"order_column={jinja_string(order_column)}")
-    return "featurehouse.point_in_time_join(\n    " + ",\n    ".join(args) + "\n)"
+        args["order_column"] = order_column
+    return macro_call("featurehouse.point_in_time_join", args)
 
 
-def _macro_aggregations(view: FeatureView, outputs: tuple[str, ...]) -> str:
+def _macro_aggregations(view: FeatureView, outputs: tuple[str, ...]) -> list[dict[str, Any]]:
     from featurehouse.plan import aggregations
 
     return aggregations.macro_aggregations(view, outputs)

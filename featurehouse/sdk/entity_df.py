@@ -56,7 +56,8 @@ def spine_columns(entity_df: Any) -> tuple[list[Any], list[str]]:
     return list(entity_df.columns), kinds
 
 
-def check_unique_columns(frame: "pd.DataFrame") -> None:
+def check_unique_columns(frame: pd.DataFrame) -> None:
+    """RequestError when two columns of ``frame`` have the same name."""
     duplicated = frame.columns[frame.columns.duplicated()]
     if len(duplicated):
         raise RequestError(f"entity_df has more than one column named '{duplicated[0]}'")
@@ -77,7 +78,8 @@ def check_entity_df_type(entity_df: Any) -> None:
         )
 
 
-def as_arrow(entity_df: Any) -> "pa.Table":
+def as_arrow(entity_df: Any) -> pa.Table:
+    """``entity_df`` (a pandas DataFrame or an Arrow table) as an Arrow table."""
     import pyarrow as pa
 
     check_entity_df_type(entity_df)
@@ -87,7 +89,8 @@ def as_arrow(entity_df: Any) -> "pa.Table":
     return pandas_to_arrow(entity_df)
 
 
-def pandas_to_arrow(frame: "pd.DataFrame") -> "pa.Table":
+def pandas_to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table without its index; RequestError when a column does not convert."""
     import pyarrow as pa
 
     try:
@@ -100,23 +103,35 @@ def pandas_to_arrow(frame: "pd.DataFrame") -> "pa.Table":
 
 # ---- join key and timestamp types ------------------------------------------------------------
 _KEY_KINDS = {
-    "int32": ("integer", "float"), "int64": ("integer", "float"),
-    "float32": ("integer", "float"), "float64": ("integer", "float"),
-    "string": ("string",), "bytes": ("bytes",), "bool": ("bool",), "timestamp": ("timestamp",),
+    "int32": ("integer", "float"),
+    "int64": ("integer", "float"),
+    "float32": ("integer", "float"),
+    "float64": ("integer", "float"),
+    "string": ("string",),
+    "bytes": ("bytes",),
+    "bool": ("bool",),
+    "timestamp": ("timestamp",),
 }
 
 
-def arrow_kind(arrow_type: "pa.DataType") -> str:
+def arrow_kind(arrow_type: pa.DataType) -> str:
     """integer, float, string, bytes, bool, timestamp (dates included), null, or the type's name."""
     import pyarrow as pa
 
     if pa.types.is_dictionary(arrow_type):
         return arrow_kind(arrow_type.value_type)
     checks = [
-        ("integer", pa.types.is_integer), ("float", pa.types.is_floating), ("float", pa.types.is_decimal),
-        ("string", pa.types.is_string), ("string", pa.types.is_large_string), ("bytes", pa.types.is_binary),
-        ("bytes", pa.types.is_large_binary), ("bool", pa.types.is_boolean), ("timestamp", pa.types.is_timestamp),
-        ("timestamp", pa.types.is_date), ("null", pa.types.is_null),
+        ("integer", pa.types.is_integer),
+        ("float", pa.types.is_floating),
+        ("float", pa.types.is_decimal),
+        ("string", pa.types.is_string),
+        ("string", pa.types.is_large_string),
+        ("bytes", pa.types.is_binary),
+        ("bytes", pa.types.is_large_binary),
+        ("bool", pa.types.is_boolean),
+        ("timestamp", pa.types.is_timestamp),
+        ("timestamp", pa.types.is_date),
+        ("null", pa.types.is_null),
     ]
     for kind, check in checks:
         if check(arrow_type):
@@ -147,6 +162,7 @@ def sql_kind(sql_type: str) -> str:
 
 
 def check_timestamp_kind(name: Any, kind: str) -> None:
+    """RequestError when the timestamp column ``name`` holds values of another kind than timestamps."""
     if kind not in ("timestamp", "null"):
         raise RequestError(
             f"entity_df column '{name}' holds {kind} values, not timestamps; convert it first "
@@ -155,6 +171,7 @@ def check_timestamp_kind(name: Any, kind: str) -> None:
 
 
 def check_key_kind(key: str, kind: str, dtype: str, entity: str) -> None:
+    """RequestError when join key column ``key`` holds values that are not ``dtype`` keys of ``entity``."""
     allowed = _KEY_KINDS.get(dtype)
     if allowed is not None and kind != "null" and kind not in allowed:
         raise RequestError(
@@ -163,7 +180,7 @@ def check_key_kind(key: str, kind: str, dtype: str, entity: str) -> None:
         )
 
 
-def key_column(key: str, column: "pa.ChunkedArray", dtype: str, entity: str) -> "pa.ChunkedArray":
+def key_column(key: str, column: pa.ChunkedArray, dtype: str, entity: str) -> pa.ChunkedArray:
     """``column`` as the entity's key type; values that do not convert exactly are an error."""
     import pyarrow as pa
 

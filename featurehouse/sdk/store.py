@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featurehouse.errors import RequestError, did_you_mean
 from featurehouse.sdk.entity_df import (
     arrow_kind,
     as_arrow,
@@ -23,7 +24,6 @@ from featurehouse.sdk.entity_df import (
     spine_timestamp,
     sql_kind,
 )
-from featurehouse.errors import RequestError, did_you_mean
 from featurehouse.spec.model import EVENT_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurehouse.dbt.profile import DbtTarget
-    from featurehouse.spec.repo import FeatureRepo
     from featurehouse.spec.model import Entity
+    from featurehouse.spec.repo import FeatureRepo
     from featurehouse.warehouse import Warehouse
 
 ROW_NUMBER_COLUMN = "__fh_row"
@@ -59,12 +59,13 @@ class FeatureStore:
         self._profiles_dir = profiles_dir
 
     @cached_property
-    def target(self) -> "DbtTarget":
+    def target(self) -> DbtTarget:
+        """The dbt target the store reads from (``target=`` or the profile's default)."""
         from featurehouse.dbt.profile import load_target
 
         return load_target(self.repo_path, self._target_name, self._profiles_dir)
 
-    def _warehouse(self) -> "Warehouse":
+    def _warehouse(self) -> Warehouse:
         from featurehouse.warehouse import connect
 
         return connect(self.target, self.repo_path, models_dir=self.repo.root / self.repo.config.models_dir)
@@ -72,10 +73,10 @@ class FeatureStore:
     # ---- offline ------------------------------------------------------------------------
     def get_historical_features(
         self,
-        entity_df: "pd.DataFrame | pa.Table | str",
+        entity_df: pd.DataFrame | pa.Table | str,
         features: list[str] | str,
         full_feature_names: bool = False,
-    ) -> "RetrievalJob":
+    ) -> RetrievalJob:
         """Point-in-time correct features for every row of ``entity_df``.
 
         ``entity_df`` is a DataFrame, an Arrow table or a SQL query run in the warehouse;
@@ -114,7 +115,8 @@ class RetrievalJob:
     plan: Any
     entity_df: Any
 
-    def to_arrow(self) -> "pa.Table":
+    def to_arrow(self) -> pa.Table:
+        """Run the point-in-time join and return the training rows as an Arrow table."""
         if isinstance(self.entity_df, str):
             return self._run_sql_spine(self.entity_df)
         spine = as_arrow(self.entity_df)
@@ -123,7 +125,7 @@ class RetrievalJob:
             spine = spine.append_column(name, features.column(name))
         return spine
 
-    def to_df(self) -> "pd.DataFrame":
+    def to_df(self) -> pd.DataFrame:
         """The result as pandas; integer and boolean features are nullable (Int64, boolean).
 
         A DataFrame entity_df comes back as it was given (dtypes and index included),
@@ -145,7 +147,7 @@ class RetrievalJob:
         return frame
 
     # --------------------------------------------------------------------------------------
-    def _run_table_spine(self, entity_df: "pd.DataFrame | pa.Table") -> "pa.Table":
+    def _run_table_spine(self, entity_df: pd.DataFrame | pa.Table) -> pa.Table:
         """The feature columns for a DataFrame or Arrow entity_df, one row per spine row, in order."""
         import numpy as np
         import pyarrow as pa
@@ -159,8 +161,10 @@ class RetrievalJob:
         spine = self._join_input(entity_df, timestamp)
         timestamp = str(timestamp)  # pandas may label columns with anything; Arrow names are strings
         if timestamp.startswith("__fh_"):
-            raise RequestError(f"entity_df's timestamp column may not be named '{timestamp}' "
-                               "(names starting with '__fh_' are featurehouse's own)")
+            raise RequestError(
+                f"entity_df's timestamp column may not be named '{timestamp}' "
+                "(names starting with '__fh_' are featurehouse's own)"
+            )
         # numpy's arange, not range(): building 1M Python ints costs ~0.3 s
         numbered = spine.append_column(ROW_NUMBER_COLUMN, pa.array(np.arange(spine.num_rows, dtype=np.int64)))
         sql = self._render(SPINE_PLACEHOLDER, timestamp, [ROW_NUMBER_COLUMN], ROW_NUMBER_COLUMN)
@@ -172,7 +176,7 @@ class RetrievalJob:
             warehouse.close()
         return _typed_result(result.drop_columns([ROW_NUMBER_COLUMN]), self.plan, self.store.repo)
 
-    def _join_input(self, entity_df: "pd.DataFrame | pa.Table", timestamp: str) -> "pa.Table":
+    def _join_input(self, entity_df: pd.DataFrame | pa.Table, timestamp: str) -> pa.Table:
         """The join keys and the timestamp of the entity_df, typed for the join.
 
         Keys are cast to their entity's type (so an int64 key given as float64, as pandas
@@ -204,7 +208,7 @@ class RetrievalJob:
             table = table.set_column(i, name, column)
         return table
 
-    def _run_sql_spine(self, query: str) -> "pa.Table":
+    def _run_sql_spine(self, query: str) -> pa.Table:
         from featurehouse.errors import WarehouseError
 
         # a query copied from a SQL console often ends with ';', which a subquery cannot
@@ -219,8 +223,10 @@ class RetrievalJob:
             names = [name for name, _ in described]
             reserved = [name for name in names if name.startswith("__fh_")]
             if reserved:
-                raise RequestError(f"entity_df may not have a column named '{reserved[0]}' (names starting "
-                                   "with '__fh_' are featurehouse's own)")
+                raise RequestError(
+                    f"entity_df may not have a column named '{reserved[0]}' (names starting "
+                    "with '__fh_' are featurehouse's own)"
+                )
             kinds = {name: sql_kind(kind) for name, kind in described}
             timestamp = spine_timestamp([(n, "timestamp" if kinds[n] == "timestamp" else t) for n, t in described])
             self._check_join_keys(names)
@@ -234,7 +240,7 @@ class RetrievalJob:
             warehouse.close()
         return _typed_result(result, self.plan, self.store.repo)
 
-    def _query(self, warehouse: "Warehouse", sql: str) -> "pa.Table":
+    def _query(self, warehouse: Warehouse, sql: str) -> pa.Table:
         """Run the join; if it fails because the warehouse is behind the specs, say so."""
         from featurehouse.errors import WarehouseError
 
@@ -243,7 +249,7 @@ class RetrievalJob:
         except WarehouseError as error:
             raise self._explain_failure(warehouse, error) from None
 
-    def _explain_failure(self, warehouse: "Warehouse", error: Exception) -> Exception:
+    def _explain_failure(self, warehouse: Warehouse, error: Exception) -> Exception:
         """A clearer error when a feature view's table is missing or lacks a column of its spec.
 
         Both happen when specs changed (or were compiled) without a ``dbt build`` after.
@@ -263,8 +269,12 @@ class RetrievalJob:
                         f"feature view '{view.name}' has no table {relation} in the warehouse; run 'dbt build'"
                     )
                 continue
-            needed = [*self.store.repo.join_keys(view), EVENT_TIMESTAMP, *(f.name for f in view.features),
-                      *(a.column for a in view.aggregations)]
+            needed = [
+                *self.store.repo.join_keys(view),
+                EVENT_TIMESTAMP,
+                *(f.name for f in view.features),
+                *(a.column for a in view.aggregations),
+            ]
             missing = [name for name in dict.fromkeys(needed) if name not in present]
             if missing:
                 return WarehouseError(
@@ -275,17 +285,15 @@ class RetrievalJob:
         return error
 
     def _render(self, spine: str, timestamp: str, columns: list[str], order_column: str | None) -> str:
-        from featurehouse.plan.joins import point_in_time_call
         from featurehouse.dbt.rendering import render
+        from featurehouse.plan.joins import point_in_time_call
 
         placeholder = "__fh_spine_relation__"
-        call = point_in_time_call(
-            self.store.repo, self.plan, repr(placeholder), timestamp, columns, order_column
-        )
+        call = point_in_time_call(self.store.repo, self.plan, repr(placeholder), timestamp, columns, order_column)
         sql = render(self.store.repo_path, self.store.target, call)
         return sql.replace(placeholder, spine)
 
-    def _keys(self) -> dict[str, "Entity"]:
+    def _keys(self) -> dict[str, Entity]:
         """Every requested view's join keys, in order, with the entity each belongs to."""
         repo = self.store.repo
         keys: dict[str, Entity] = {}
@@ -312,7 +320,7 @@ class RetrievalJob:
                 )
 
 
-def _features_to_pandas(table: "pa.Table") -> "pd.DataFrame":
+def _features_to_pandas(table: pa.Table) -> pd.DataFrame:
     """Feature columns as pandas, with nullable integer and boolean dtypes (NULLs stay NULL)."""
     import pandas as pd
     import pyarrow as pa
@@ -321,7 +329,7 @@ def _features_to_pandas(table: "pa.Table") -> "pd.DataFrame":
     return table.to_pandas(types_mapper=nullable.get)
 
 
-def _feature_arrow_types(plan: Any, repo: "FeatureRepo") -> dict[str, "pa.DataType"]:
+def _feature_arrow_types(plan: Any, repo: FeatureRepo) -> dict[str, pa.DataType]:
     from featurehouse.plan.joins import feature_dtypes
     from featurehouse.spec.types import arrow_type
 
@@ -333,7 +341,7 @@ def _feature_arrow_types(plan: Any, repo: "FeatureRepo") -> dict[str, "pa.DataTy
     return types
 
 
-def _typed_result(result: "pa.Table", plan: Any, repo: "FeatureRepo") -> "pa.Table":
+def _typed_result(result: pa.Table, plan: Any, repo: FeatureRepo) -> pa.Table:
     """Features cast to their dtypes; other columns (a SQL spine's) with naive timestamps as UTC."""
     import pyarrow as pa
 

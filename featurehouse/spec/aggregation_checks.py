@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from featurehouse.spec.sources import file_column_types, query_file
+from featurehouse.spec.sources import file_column_types, file_table, run_on_file
 
 if TYPE_CHECKING:
     from featurehouse.spec.model import FeatureView
@@ -13,8 +12,23 @@ if TYPE_CHECKING:
 
 
 # DuckDB types the window macros can cast to a number (booleans count as 0/1)
-_NUMERIC_TYPE_PREFIXES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                          "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "REAL", "DOUBLE", "DECIMAL", "BOOLEAN")
+_NUMERIC_TYPE_PREFIXES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+    "FLOAT",
+    "REAL",
+    "DOUBLE",
+    "DECIMAL",
+    "BOOLEAN",
+)
 
 
 def validate(repo: FeatureRepo) -> None:
@@ -29,26 +43,35 @@ def _validate_view(repo: FeatureRepo, view: FeatureView) -> None:
         raise repo.spec_error("feature_views", view.name, field_path, message)
 
     if view.features:
-        fail(("schema",), "a view with aggregations: computes aggregates only; declare the plain features "
-                          "(schema:) in another feature view over the same source")
+        fail(
+            ("schema",),
+            "a view with aggregations: computes aggregates only; declare the plain features "
+            "(schema:) in another feature view over the same source",
+        )
     if view.filter_by_created_timestamp:
-        fail(("filter_by_created_timestamp",),
-             "filter_by_created_timestamp is not supported with aggregations: windows count events by "
-             "event_timestamp; set it to false or remove it")
+        fail(
+            ("filter_by_created_timestamp",),
+            "filter_by_created_timestamp is not supported with aggregations: windows count events by "
+            "event_timestamp; set it to false or remove it",
+        )
     columns = _checkable_source_columns(repo, view)
     keys = repo.join_keys(view)
     for index, aggregation in enumerate(view.aggregations):
         if aggregation.column in keys and aggregation.function != "count":
-            fail(("aggregations", index, "column"),
-                 f"aggregation '{aggregation.output_name}': column '{aggregation.column}' is a join key; "
-                 "only count can aggregate it")
+            fail(
+                ("aggregations", index, "column"),
+                f"aggregation '{aggregation.output_name}': column '{aggregation.column}' is a join key; "
+                "only count can aggregate it",
+            )
         if columns is not None and aggregation.column not in columns:
             from featurehouse.errors import did_you_mean
 
             hint = did_you_mean(aggregation.column, columns) or f"; the source has {', '.join(sorted(columns))}"
-            fail(("aggregations", index, "column"),
-                 f"aggregation '{aggregation.output_name}': unknown column '{aggregation.column}' "
-                 f"in source '{view.source}'{hint}")
+            fail(
+                ("aggregations", index, "column"),
+                f"aggregation '{aggregation.output_name}': unknown column '{aggregation.column}' "
+                f"in source '{view.source}'{hint}",
+            )
     types = _file_column_types(repo, view)
     for index, aggregation in enumerate(view.aggregations):
         column_type = types.get(aggregation.column, "")
@@ -56,16 +79,18 @@ def _validate_view(repo: FeatureRepo, view: FeatureView) -> None:
         if aggregation.function == "count" or not column_type or numeric:
             continue
         path = repo.sources[view.source].path
-        if column_type == "VARCHAR":
+        if column_type == "VARCHAR" and path is not None:  # column types come from file sources only
             # a CSV column read as text only fails on a value that is not a number (an
             # empty column reads as VARCHAR and casts fine)
             value = _first_non_number(str(repo.root / path), _source_column(repo, view, aggregation.column))
             if value is None:
                 continue
             column_type = f"VARCHAR (it holds {value[:40]!r})"
-        fail(("aggregations", index, "function"),
-             f"aggregation '{aggregation.output_name}': {aggregation.function} needs a numeric column, but "
-             f"'{aggregation.column}' is {column_type} in {path}; only count works on any column")
+        fail(
+            ("aggregations", index, "function"),
+            f"aggregation '{aggregation.output_name}': {aggregation.function} needs a numeric column, but "
+            f"'{aggregation.column}' is {column_type} in {path}; only count works on any column",
+        )
 
 
 def _checkable_source_columns(repo: FeatureRepo, view: FeatureView) -> set[str] | None:
@@ -103,7 +128,16 @@ def _source_column(repo: FeatureRepo, view: FeatureView, name: str) -> str:
 
 def _first_non_number(path: str, column: str) -> str | None:
     """A value of a text column that does not cast to a number, among the file's first 100k rows."""
-    quoted = '"' + column.replace('"', '""') + '"'
-    rows = query_file(path, f"SELECT {quoted} FROM (SELECT {quoted} FROM {{file}} LIMIT 100000) "
-                             f"WHERE {quoted} IS NOT NULL AND TRY_CAST({quoted} AS DOUBLE) IS NULL LIMIT 1")
+    from sqlglot import exp
+
+    value = exp.column(column, quoted=True)
+    first_rows = exp.select(value).from_(file_table(path)).limit(100000).subquery()
+    not_a_number = exp.TryCast(this=value.copy(), to=exp.DataType.build("double")).is_(exp.null())
+    select = (
+        exp.select(value.copy())
+        .from_(first_rows)
+        .where(exp.and_(exp.not_(value.copy().is_(exp.null())), not_a_number))
+        .limit(1)
+    )
+    rows = run_on_file(path, select.sql(dialect="duckdb"))
     return str(rows[0][0]) if rows else None

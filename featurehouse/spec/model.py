@@ -20,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from featurehouse.spec.durations import parse_duration
 from featurehouse.errors import excerpt
+from featurehouse.spec.durations import parse_duration
 
 # \Z, not $: "$" also matches before a trailing newline, and "conv_rate\n" is no identifier
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -43,8 +43,18 @@ RESERVED_COLUMNS = frozenset({EVENT_TIMESTAMP, CREATED_TIMESTAMP, *SNAPSHOT_COLU
 
 AGGREGATION_FUNCTIONS = ("sum", "count", "mean", "min", "max", "stddev")
 # other spellings of the functions (SQL's, pandas'), for "did you mean ...?"
-_FUNCTION_SYNONYMS = {"avg": "mean", "average": "mean", "std": "stddev", "stdev": "stddev", "std_dev": "stddev",
-                      "stddev_samp": "stddev", "cnt": "count", "total": "sum", "minimum": "min", "maximum": "max"}
+_FUNCTION_SYNONYMS = {
+    "avg": "mean",
+    "average": "mean",
+    "std": "stddev",
+    "stdev": "stddev",
+    "std_dev": "stddev",
+    "stddev_samp": "stddev",
+    "cnt": "count",
+    "total": "sum",
+    "minimum": "min",
+    "maximum": "max",
+}
 # the longest prefix of a model named after a view (online_<view>) or a training set (ts_<name>),
 # so that the model's name fits in MAX_IDENTIFIER_LENGTH too
 VIEW_MODEL_PREFIX_LENGTH = len("online_")
@@ -54,6 +64,7 @@ MAX_TTL = 36500 * 86400
 
 
 def check_identifier(value: str) -> str:
+    """``value`` if it is a SQL identifier featurehouse accepts, else ValueError with a suggestion."""
     if not isinstance(value, str) or not IDENTIFIER.match(value):
         # a name with dashes, dots or spaces has an obvious identifier spelling; one with
         # quotes or semicolons looks like SQL, and guessing a name for it would not help
@@ -70,6 +81,7 @@ def check_identifier(value: str) -> str:
 
 
 def check_key_dtype(value: str) -> str:
+    """``value`` as a scalar dtype (join keys cannot be arrays), else ValueError."""
     dtype = check_dtype(value)
     if dtype.startswith("array<"):
         raise ValueError(f"join keys are scalars: expected one of {', '.join(SCALAR_DTYPES)}, got {excerpt(value)}")
@@ -77,6 +89,7 @@ def check_key_dtype(value: str) -> str:
 
 
 def check_dtype(value: str) -> str:
+    """``value`` normalised (lower case, no spaces) if it is a supported dtype, else ValueError."""
     if isinstance(value, str):
         normalised = value.strip().lower()
         if normalised in SCALAR_DTYPES:
@@ -109,6 +122,7 @@ def jinja_opener(text: str) -> str | None:
 
 
 def check_path(value: str) -> str:
+    """``value`` if it holds no Jinja (the path is written into a dbt model), else ValueError."""
     # the path lands in a dbt model, where Jinja would be rendered
     if jinja_opener(value):
         raise ValueError(f"expected a file path without Jinja ({{{{, {{% or {{#), got {excerpt(value)}")
@@ -123,10 +137,14 @@ Duration = Annotated[int, BeforeValidator(_duration)]
 
 
 class SpecModel(BaseModel):
+    """Base of the spec objects: unknown fields are errors, and specs are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Entity(SpecModel):
+    """An ``entities:`` entry: what features are about, and the join keys that identify it."""
+
     name: Identifier
     join_keys: list[Identifier] = Field(min_length=1)
     value_type: KeyDType = "int64"
@@ -143,6 +161,8 @@ def _exactly_one_location(model: BaseModel, kinds: tuple[str, ...], what: str) -
 
 
 class Source(SpecModel):
+    """A ``sources:`` entry: where feature rows are (a dbt ref or source, a table, or a file) and their timestamps."""
+
     name: Identifier
     path: FilePath | None = None
     table: str | None = None
@@ -155,13 +175,15 @@ class Source(SpecModel):
     description: str = ""
 
     @model_validator(mode="after")
-    def _one_location(self) -> "Source":
+    def _one_location(self) -> Source:
         _exactly_one_location(self, ("path", "table", "ref", "source"), "a source")
         mapped: dict[str, str] = {}
         for column, name in self.field_mapping.items():
             if name in mapped:
-                raise ValueError(f"field_mapping: columns '{mapped[name]}' and '{column}' are both mapped to '{name}'; "
-                                 "map one column to each name")
+                raise ValueError(
+                    f"field_mapping: columns '{mapped[name]}' and '{column}' are both mapped to '{name}'; "
+                    "map one column to each name"
+                )
             mapped[name] = column
         if self.table is not None:
             _check_dotted(self.table, "table", 3)
@@ -178,6 +200,8 @@ def _check_dotted(value: str, field: str, max_parts: int, exact: bool = False) -
 
 
 class Feature(SpecModel):
+    """One ``schema:`` entry of a feature view: a column of the source (or an expression over it)."""
+
     name: Identifier
     dtype: DType
     description: str = ""
@@ -189,6 +213,8 @@ MAX_AGGREGATION_WINDOW = 365 * 86400
 
 
 class Aggregation(SpecModel):
+    """An ``aggregations:`` entry: a function over a column in a time window before each row."""
+
     column: Identifier
     function: str
     window: Duration
@@ -199,14 +225,14 @@ class Aggregation(SpecModel):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _keep_window_text(cls, data: object, handler: Any) -> "Aggregation":
+    def _keep_window_text(cls, data: object, handler: Any) -> Aggregation:
         aggregation = handler(data)
         if isinstance(data, dict) and isinstance(data.get("window"), str):
             aggregation._window_text = "".join(data["window"].split())
         return aggregation
 
     @model_validator(mode="after")
-    def _check(self) -> "Aggregation":
+    def _check(self) -> Aggregation:
         from featurehouse.errors import did_you_mean
 
         if self.function not in AGGREGATION_FUNCTIONS:
@@ -238,6 +264,8 @@ class Aggregation(SpecModel):
 
 
 class FeatureView(SpecModel):
+    """A ``feature_views:`` entry: features of entities read from one source, with their ttl."""
+
     name: Identifier
     entities: list[Identifier] = Field(min_length=1)
     source: Identifier
@@ -251,7 +279,7 @@ class FeatureView(SpecModel):
     tags: dict[str, str] = {}
 
     @model_validator(mode="after")
-    def _check(self) -> "FeatureView":
+    def _check(self) -> FeatureView:
         # clashes between feature names are checked in featurehouse.spec.repo, which knows their lines
         if not self.features and not self.aggregations:
             raise ValueError("a feature view needs a schema: (its features) or aggregations:")
@@ -263,20 +291,25 @@ class FeatureView(SpecModel):
         if ttl > MAX_TTL:
             from featurehouse.spec.durations import format_duration
 
-            raise ValueError(f"at most {format_duration(MAX_TTL)} (100 years), got {format_duration(ttl)}; "
-                             "0 means unlimited")
+            raise ValueError(
+                f"at most {format_duration(MAX_TTL)} (100 years), got {format_duration(ttl)}; 0 means unlimited"
+            )
         return ttl
 
     @property
     def feature_names(self) -> list[str]:
+        """The view's output features: the schema's, then the aggregations'."""
         return [f.name for f in self.features] + [a.output_name for a in self.aggregations]
 
     @property
     def is_aggregation(self) -> bool:
+        """Whether the view's features are windowed aggregations."""
         return bool(self.aggregations)
 
 
 class FeatureService(SpecModel):
+    """A ``feature_services:`` entry: a named list of features to read together."""
+
     name: Identifier
     features: list[str] = Field(min_length=1)
     description: str = ""
@@ -285,6 +318,8 @@ class FeatureService(SpecModel):
 
 
 class Spine(SpecModel):
+    """A training set's spine: the entity rows and times features are joined to."""
+
     ref: Identifier | None = None
     path: FilePath | None = None
     table: str | None = None
@@ -292,7 +327,7 @@ class Spine(SpecModel):
     timestamp_field: Identifier | None = None
 
     @model_validator(mode="after")
-    def _one_location(self) -> "Spine":
+    def _one_location(self) -> Spine:
         _exactly_one_location(self, ("ref", "path", "table", "source"), "a spine")
         if self.table is not None:
             _check_dotted(self.table, "table", 3)
@@ -302,6 +337,8 @@ class Spine(SpecModel):
 
 
 class TrainingSet(SpecModel):
+    """A ``training_sets:`` entry: features joined point in time to a spine, built as a dbt model."""
+
     name: Identifier
     spine: Spine
     features: str | list[str]
@@ -337,6 +374,8 @@ KIND_LABELS = {
 
 
 class OnlineStoreConfig(SpecModel):
+    """``online_store:`` of featurehouse.yml: which store sync writes and reads serve from."""
+
     type: Literal["sqlite", "postgres", "redis"] = "sqlite"
     path: str | None = None
     url: str | None = None
@@ -345,6 +384,8 @@ class OnlineStoreConfig(SpecModel):
 
 
 class ProjectConfig(SpecModel):
+    """featurehouse.yml: the project's name, its folders and its online store."""
+
     project: Identifier
     specs: str = "feature_specs"
     online_store: OnlineStoreConfig = OnlineStoreConfig()

@@ -3,8 +3,8 @@ reject."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from featurehouse.errors import RequestError
 
@@ -21,9 +21,11 @@ class JoinPlan:
     full_feature_names: bool
 
     def output_names(self) -> list[str]:
+        """The output column names of the features, in order (prefixed with ``full_feature_names``)."""
         return [self.prefix(s.view) + f for s in self.selections for f in s.features]
 
     def prefix(self, view: FeatureView) -> str:
+        """The prefix of ``view``'s output columns: ``view__`` with full feature names, else none."""
         return f"{view.name}__" if self.full_feature_names else ""
 
 

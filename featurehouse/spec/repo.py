@@ -90,9 +90,11 @@ class FeatureRepo:
         raise KeyError(key)
 
     def join_key_dtype(self, view: FeatureView, key: str) -> str:
+        """The dtype of ``key``, a join key of ``view``."""
         return self.key_entity(view, key).value_type
 
     def origin(self, kind: str, name: str) -> Origin | None:
+        """Where the named object was defined (file and line), if known."""
         return self.origins.get((kind, name))
 
     def spec_error(
@@ -146,8 +148,10 @@ class FeatureRepo:
             raise RequestError(f"expected a feature ref such as 'driver_hourly_stats:conv_rate', got {excerpt(ref)}")
         view_name, _, feature_name = ref.partition(":")
         if ref in self.feature_services and ref not in self.feature_views:
-            raise RequestError(f"'{ref}' is a feature service, not a feature view: ask for it alone "
-                               "(not in a list of refs), or list its features as 'view:feature' refs")
+            raise RequestError(
+                f"'{ref}' is a feature service, not a feature view: ask for it alone "
+                "(not in a list of refs), or list its features as 'view:feature' refs"
+            )
         if view_name not in self.feature_views:
             raise RequestError(
                 f"unknown feature view '{view_name}' in '{ref}'{did_you_mean(view_name, self.feature_views)}"
@@ -155,8 +159,10 @@ class FeatureRepo:
         view = self.feature_views[view_name]
         if not feature_name:
             if ref.endswith(":"):
-                raise RequestError(f"'{ref}' names no feature after ':'; write '{view_name}' for all its features "
-                                   f"or '{view_name}:{view.feature_names[0]}' for one")
+                raise RequestError(
+                    f"'{ref}' names no feature after ':'; write '{view_name}' for all its features "
+                    f"or '{view_name}:{view.feature_names[0]}' for one"
+                )
             return view_name, view.feature_names
         if feature_name not in view.feature_names:
             raise RequestError(
@@ -205,11 +211,11 @@ def expand_url_env(url: str, where: str, file: str | None = None, line: int | No
     scheme_end = url.find("://")
     if scheme_end < 0:
         return expand_env(url, where, file, line)
-    rest = url[scheme_end + 3:]
+    rest = url[scheme_end + 3 :]
     host_start = rest.rfind("@") + 1  # the template's user info ends at its last '@'
     path_start = min((i for i in (rest.find("/", host_start), rest.find("?", host_start)) if i >= 0), default=len(rest))
     query_start = rest.find("?", host_start)
-    pieces = [(url[:scheme_end + 3], False), (rest[:host_start], True), (rest[host_start:path_start], False)]
+    pieces = [(url[: scheme_end + 3], False), (rest[:host_start], True), (rest[host_start:path_start], False)]
     if query_start >= 0:
         pieces += [(rest[path_start:query_start], False), (rest[query_start:], True)]
     else:
@@ -234,18 +240,28 @@ def _check_url(store: Any, line: int | None) -> None:
         return  # a libpq key=value string: libpq checks it
     parts = urlsplit(url)
     if parts.scheme not in schemes:
-        raise SpecError(f"online_store.url must start with {' or '.join(s + '://' for s in schemes)} for type "
-                        f"{store.type}, not {(parts.scheme + '://') if parts.scheme else 'no scheme'}", CONFIG_FILE, line)
+        raise SpecError(
+            f"online_store.url must start with {' or '.join(s + '://' for s in schemes)} for type "
+            f"{store.type}, not {(parts.scheme + '://') if parts.scheme else 'no scheme'}",
+            CONFIG_FILE,
+            line,
+        )
     try:
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+        # reading the port raises ValueError for a port that is not a number in 0-65535
+        parts.port  # noqa: B018
     except ValueError:
         port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
         shown = port if port.isdigit() or len(port) < 12 else "(not a number)"
-        raise SpecError(f"online_store.url (host {parts.hostname or 'localhost'}) has the port {shown!r}, "
-                        "which is not a number from 1 to 65535", CONFIG_FILE, line) from None
+        raise SpecError(
+            f"online_store.url (host {parts.hostname or 'localhost'}) has the port {shown!r}, "
+            "which is not a number from 1 to 65535",
+            CONFIG_FILE,
+            line,
+        ) from None
 
 
 def load_config(root: Path) -> ProjectConfig:
+    """Read and check featurehouse.yml at ``root``; ConfigError with file and line otherwise."""
     path = root / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; run 'featurehouse init DIR' to create a feature repo")
@@ -264,9 +280,12 @@ def load_config(root: Path) -> ProjectConfig:
     for key, types in misplaced.items():
         if key in store.model_fields_set and store.type not in types.split(" or "):
             shown = key.rstrip("_")
-            raise SpecError(f"online_store.{shown} is for type {types}, but online_store.type is {store.type}; "
-                            f"remove {shown}: or change the type",
-                            CONFIG_FILE, lines.line(("online_store", shown)))
+            raise SpecError(
+                f"online_store.{shown} is for type {types}, but online_store.type is {store.type}; "
+                f"remove {shown}: or change the type",
+                CONFIG_FILE,
+                lines.line(("online_store", shown)),
+            )
     updates: dict[str, Any] = {}
     for key in ("path", "url"):
         value = getattr(store, key)
@@ -299,8 +318,10 @@ def load_repo(start: str | os.PathLike[str] = ".") -> FeatureRepo:
         raise ConfigError(f"{CONFIG_FILE}: specs folder '{config.specs}' {problem}")
     if (root / config.models_dir).resolve().is_relative_to(specs_dir.resolve()):
         # compile would write schema.yml where the next compile reads specs
-        raise ConfigError(f"{CONFIG_FILE}: models_dir '{config.models_dir}' is inside the specs folder "
-                          f"'{config.specs}'; put the generated models elsewhere, e.g. models/featurehouse")
+        raise ConfigError(
+            f"{CONFIG_FILE}: models_dir '{config.models_dir}' is inside the specs folder "
+            f"'{config.specs}'; put the generated models elsewhere, e.g. models/featurehouse"
+        )
     repo = FeatureRepo(root=root, config=config)
     for path in spec_files(specs_dir):
         display = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
@@ -318,7 +339,6 @@ def load_repo(start: str | os.PathLike[str] = ".") -> FeatureRepo:
     return repo
 
 
-
 def _check_sources(repo: FeatureRepo) -> None:
     """What compile checks against the data: file columns and types, aggregation columns (not the
     SQL dialect's own checks, expressions and path sources, which need the dbt target)."""
@@ -334,8 +354,10 @@ def spec_files(specs_dir: Path) -> list[Path]:
     """Every *.yml / *.yaml file under ``specs_dir``, sorted; hidden files and folders are skipped
     (editor backups, ``.ipynb_checkpoints`` copies would otherwise define everything twice)."""
     return sorted(
-        path for path in specs_dir.rglob("*")
-        if path.suffix.lower() in (".yml", ".yaml") and path.is_file()
+        path
+        for path in specs_dir.rglob("*")
+        if path.suffix.lower() in (".yml", ".yaml")
+        and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(specs_dir).parts)
     )
 
@@ -347,8 +369,11 @@ def _check_inside_repo(root: Path, path: Path, display: str, specs_dir: Path | N
     target = path.resolve()
     allowed = [root.resolve()] + ([specs_dir.resolve()] if specs_dir is not None else [])
     if not any(target.is_relative_to(folder) for folder in allowed):
-        raise SpecError("this file is a link to a file outside the feature repo; featurehouse reads only files inside "
-                        f"{root}: copy the file into the repo instead", display)
+        raise SpecError(
+            "this file is a link to a file outside the feature repo; featurehouse reads only files inside "
+            f"{root}: copy the file into the repo instead",
+            display,
+        )
 
 
 def _refuse_templates(document: dict[str, Any], lines: LineMap, file: str) -> None:
@@ -367,10 +392,15 @@ def _refuse_templates(document: dict[str, Any], lines: LineMap, file: str) -> No
         inner = loc[4:] if ", feature '" in subject else loc[2:] if subject else loc
         field_path = _field_path(inner[:-1] if is_key else inner)
         what = f"{field_path}: the key {excerpt(text)}" if is_key else field_path
-        advice = ("write plain SQL over source columns" if loc[-1] == "expression" and not is_key
-                  else "specs hold plain text and SQL, not templates: remove it")
-        message = (f"{what} contains '{mark}', which dbt would render as Jinja (a template can read environment "
-                   f"variables and run SQL); {advice}").lstrip(": ")
+        advice = (
+            "write plain SQL over source columns"
+            if loc[-1] == "expression" and not is_key
+            else "specs hold plain text and SQL, not templates: remove it"
+        )
+        message = (
+            f"{what} contains '{mark}', which dbt would render as Jinja (a template can read environment "
+            f"variables and run SQL); {advice}"
+        ).lstrip(": ")
         raise SpecError(f"{subject}: {message}" if subject else message, file, lines.line(loc))
 
 
@@ -392,15 +422,14 @@ def _load_spec_file(path: Path, display: str) -> tuple[SpecFile, LineMap]:
     if mark:  # the name is written into the models' headers and schema.yml, which dbt renders
         raise SpecError(f"the file name contains '{mark}', which dbt would render as Jinja; rename the file", display)
     if not display.isprintable():  # a newline would end the header's SQL comment: what follows would run
-        raise SpecError("the file name contains a newline or another control character; rename the file",
-                        excerpt(display, 200))
+        raise SpecError(
+            "the file name contains a newline or another control character; rename the file", excerpt(display, 200)
+        )
     data, lines = load_yaml_with_lines(path, display)
     if data is None:
         return SpecFile(), lines
     if not isinstance(data, dict):
-        raise SpecError(
-            f"expected a mapping with keys {', '.join(KIND_LABELS)}, got {type(data).__name__}", display, 1
-        )
+        raise SpecError(f"expected a mapping with keys {', '.join(KIND_LABELS)}, got {type(data).__name__}", display, 1)
     _refuse_templates(data, lines, display)
     try:
         return SpecFile.model_validate(data), lines
@@ -456,11 +485,19 @@ def _check_references(repo: FeatureRepo) -> None:
     for view in repo.feature_views.values():
         for i, entity in enumerate(view.entities):
             if entity not in repo.entities:
-                fail("feature_views", view.name, ("entities", i),
-                     f"unknown entity '{entity}'{did_you_mean(entity, repo.entities)}")
+                fail(
+                    "feature_views",
+                    view.name,
+                    ("entities", i),
+                    f"unknown entity '{entity}'{did_you_mean(entity, repo.entities)}",
+                )
         if view.source not in repo.sources:
-            fail("feature_views", view.name, ("source",),
-                 f"unknown source '{view.source}'{did_you_mean(view.source, repo.sources)}")
+            fail(
+                "feature_views",
+                view.name,
+                ("source",),
+                f"unknown source '{view.source}'{did_you_mean(view.source, repo.sources)}",
+            )
         _check_key_types(repo, view)
         _check_feature_names(repo, view)
     for service in repo.feature_services.values():
@@ -494,14 +531,18 @@ def _check_key_types(repo: FeatureRepo, view: FeatureView) -> None:
             other = folded.setdefault(key.lower(), key)
             if other != key:
                 raise repo.spec_error(
-                    "feature_views", view.name, ("entities",),
+                    "feature_views",
+                    view.name,
+                    ("entities",),
                     f"join keys '{other}' and '{key}' differ only in case, and warehouses treat the two as one "
                     "column; rename one",
                 )
             first = seen.setdefault(key, entity)
             if first.value_type != entity.value_type:
                 raise repo.spec_error(
-                    "feature_views", view.name, ("entities",),
+                    "feature_views",
+                    view.name,
+                    ("entities",),
                     f"join key '{key}' is {first.value_type} in entity '{first.name}' but {entity.value_type} "
                     f"in entity '{entity.name}'; give both entities the same value_type",
                 )
@@ -517,15 +558,22 @@ def _check_training_set_columns(repo: FeatureRepo, training_set: TrainingSet, se
     for column in columns[: clash.index if clash else len(columns)]:
         if len(column) > MAX_IDENTIFIER_LENGTH:
             raise repo.spec_error(
-                "training_sets", training_set.name, ("full_feature_names",),
+                "training_sets",
+                training_set.name,
+                ("full_feature_names",),
                 f"column '{column}' is {len(column)} characters, more than the {MAX_IDENTIFIER_LENGTH} "
                 "Postgres keeps; shorten the view or feature name",
             )
     if clash is not None:
-        hint = ("; set full_feature_names: true on the training set to get 'view__feature' columns"
-                if not training_set.full_feature_names else "")
+        hint = (
+            "; set full_feature_names: true on the training set to get 'view__feature' columns"
+            if not training_set.full_feature_names
+            else ""
+        )
         raise repo.spec_error(
-            "training_sets", training_set.name, ("features",),
+            "training_sets",
+            training_set.name,
+            ("features",),
             f"column '{columns[clash.index]}' would come from both feature view '{clash.earlier}' and "
             f"'{clash.view}'{hint}",
         )
@@ -536,7 +584,9 @@ def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:
     # compared ignoring case: DuckDB and SQLite treat "Conv_Rate" and "conv_rate" as one column
     key_owner = {key.lower(): (key, entity) for entity in view.entities for key in repo.entities[entity].join_keys}
     reserved = {column.lower() for column in RESERVED_COLUMNS}
-    named = [(("schema", i, "name"), f.name, "feature") for i, f in enumerate(view.features)]
+    named: list[tuple[tuple[str | int, ...], str, str]] = [
+        (("schema", i, "name"), f.name, "feature") for i, f in enumerate(view.features)
+    ]
     named += [(("aggregations", i), a.output_name, "aggregation") for i, a in enumerate(view.aggregations)]
     first: dict[str, tuple[str, int | None]] = {}
     for field_path, name, label in named:
@@ -548,17 +598,23 @@ def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:
             if key == name:
                 message = f"{label} '{name}' has the name of the join key of entity '{entity}'; rename the {label}"
         elif folded in reserved:
-            message = (f"{label} '{name}' has a name featurehouse reserves for its own columns "
-                       f"({', '.join(sorted(RESERVED_COLUMNS))}); rename the {label}")
+            message = (
+                f"{label} '{name}' has a name featurehouse reserves for its own columns "
+                f"({', '.join(sorted(RESERVED_COLUMNS))}); rename the {label}"
+            )
         elif folded in first:
             other, line = first[folded]
             message = f"{label} '{name}' is declared twice (first at line {line})"
             if other != name:
-                message = (f"{label} '{name}' differs only in case from '{other}' (line {line}), "
-                           "and warehouses treat the two as one column; rename one")
+                message = (
+                    f"{label} '{name}' differs only in case from '{other}' (line {line}), "
+                    "and warehouses treat the two as one column; rename one"
+                )
         elif len(name) > MAX_IDENTIFIER_LENGTH:
-            message = (f"{label} name '{name}' is {len(name)} characters, more than {MAX_IDENTIFIER_LENGTH}; "
-                       "give the aggregation a shorter name:")
+            message = (
+                f"{label} name '{name}' is {len(name)} characters, more than {MAX_IDENTIFIER_LENGTH}; "
+                "give the aggregation a shorter name:"
+            )
         else:
             first[folded] = (name, where.line)
             continue
@@ -566,9 +622,7 @@ def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:
 
 
 # ---- pydantic errors → one sentence ---------------------------------------------------------
-def _spec_error(
-    error: ValidationError, data: Any, lines: LineMap, file: str, root_model: type[BaseModel]
-) -> SpecError:
+def _spec_error(error: ValidationError, data: Any, lines: LineMap, file: str, root_model: type[BaseModel]) -> SpecError:
     errors = error.errors()
     # a misspelt key also makes the real one "missing": the misspelling is the one to report
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
@@ -597,11 +651,13 @@ def _spec_error(
     else:
         text = first["msg"]
         if text.startswith("Value error, "):
-            text = text[len("Value error, "):]
+            text = text[len("Value error, ") :]
         elif kind == "literal_error":
             choices = re.findall(r"'([^']*)'", str(first.get("ctx", {}).get("expected", "")))
-            text = (f"expected {first['ctx']['expected']}, got {excerpt(first.get('input'))}"
-                    f"{did_you_mean(str(first.get('input')), choices)}")
+            text = (
+                f"expected {first['ctx']['expected']}, got {excerpt(first.get('input'))}"
+                f"{did_you_mean(str(first.get('input')), choices)}"
+            )
         elif kind in ("model_type", "model_attributes_type", "dict_type"):
             example = " such as {name: conv_rate, dtype: float32}" if inner[-2:-1] == ("schema",) else ""
             text = f"expected a mapping{example}, got {_shown(first.get('input'))}"
@@ -615,7 +671,7 @@ def _spec_error(
             text = f"expected true or false, got {_shown(first.get('input'))}"
         elif text.startswith("Input should be "):
             value = first.get("input")
-            text = "expected " + text[len("Input should be "):] + f", got {_shown(value)}"
+            text = "expected " + text[len("Input should be ") :] + f", got {_shown(value)}"
             if isinstance(value, bool):
                 text += " (YAML reads yes, no, on and off as booleans: quote the value)"
         elif text.startswith("List should have at least 1 item"):
@@ -695,9 +751,7 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
     for part in loc:
         if isinstance(part, int) or model is None:
             continue
-        info = next(
-            (f for name, f in model.model_fields.items() if name == part or f.alias == part), None
-        )
+        info = next((f for name, f in model.model_fields.items() if name == part or f.alias == part), None)
         if info is None:
             return None
         model = _unwrap_model(info.annotation)

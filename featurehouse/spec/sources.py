@@ -3,16 +3,17 @@ unchanged), and the check that every column a view reads is there."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featurehouse.errors import did_you_mean
 
 if TYPE_CHECKING:
-    from featurehouse.spec.model import FeatureView
-    from featurehouse.spec.model import Source
+    from sqlglot import exp
+
+    from featurehouse.spec.model import FeatureView, Source
     from featurehouse.spec.repo import FeatureRepo
 
 
@@ -99,9 +100,11 @@ def _dbt_columns(repo: FeatureRepo, source: Source) -> SourceColumns | None:
     catalog_path = found.path.with_name(dbt_manifest.CATALOG)
     catalog = found.catalog_columns.get(node.unique_id)
     if catalog and not _newer(repo.root / node.path, catalog_path, node.resource_type):
-        shown = catalog_path.relative_to(repo.root).as_posix() if catalog_path.is_relative_to(repo.root) else catalog_path
-        return SourceColumns(frozenset(catalog), True,
-                             f"{label} ({shown}; run 'dbt docs generate' if it changed since)")
+        inside = catalog_path.is_relative_to(repo.root)
+        shown = catalog_path.relative_to(repo.root).as_posix() if inside else catalog_path
+        return SourceColumns(
+            frozenset(catalog), True, f"{label} ({shown}; run 'dbt docs generate' if it changed since)"
+        )
     if node.columns:
         return SourceColumns(frozenset(node.columns), False, f"the columns schema.yml documents for {label}")
     return None
@@ -163,14 +166,20 @@ def _check_source_columns(repo: FeatureRepo, view: FeatureView, known: SourceCol
     for key in repo.join_keys(view):
         problem = missing(reverse.get(key, key))
         if problem:
-            raise repo.spec_error("feature_views", view.name, ("entities",),
-                                  f"join key {problem}; {listed}{'or ' if listed else ''}map it with field_mapping "
-                                  f"on source '{source.name}'")
+            raise repo.spec_error(
+                "feature_views",
+                view.name,
+                ("entities",),
+                f"join key {problem}; {listed}{'or ' if listed else ''}map it with field_mapping "
+                f"on source '{source.name}'",
+            )
     for index, feature in enumerate(view.features):
         problem = missing(reverse.get(feature.name, feature.name)) if feature.expression is None else None
         if problem:
             raise repo.spec_error(
-                "feature_views", view.name, ("schema", index, "name"),
+                "feature_views",
+                view.name,
+                ("schema", index, "name"),
                 f"{problem}; {listed}map it with field_mapping on source '{source.name}'{',' if listed else ''} "
                 "or give an expression:",
                 feature=feature.name,
@@ -180,8 +189,9 @@ def _check_source_columns(repo: FeatureRepo, view: FeatureView, known: SourceCol
     for index, aggregation in enumerate(view.aggregations):
         problem = missing(reverse.get(aggregation.column, aggregation.column))
         if problem:
-            raise repo.spec_error("feature_views", view.name, ("aggregations", index, "column"),
-                                  f"aggregation {problem}")
+            raise repo.spec_error(
+                "feature_views", view.name, ("aggregations", index, "column"), f"aggregation {problem}"
+            )
 
 
 def file_reader(path: str) -> str:
@@ -212,12 +222,25 @@ def _file_column_types_cached(path: str, _mtime_ns: int) -> dict[str, str] | Non
 
 
 def query_file(path: str, sql: str) -> list[tuple] | None:
-    """Run ``sql`` with ``{file}`` standing for the file's DuckDB reader; None when it cannot be read."""
+    """Run the constant ``sql`` with ``{file}`` standing for the file's DuckDB reader; None when
+    it cannot be read. SQL built from names goes to :func:`run_on_file` as a sqlglot expression."""
+    return run_on_file(path, sql.format(file=f"{file_reader(path)}(?)"))
+
+
+def file_table(path: str) -> exp.Table:
+    """The file's DuckDB reader as a sqlglot table, ``read_csv(?)``: the path is the query's parameter."""
+    from sqlglot import exp
+
+    return exp.Table(this=exp.Anonymous(this=file_reader(path), expressions=[exp.Placeholder()]))
+
+
+def run_on_file(path: str, sql: str) -> list[tuple] | None:
+    """Run DuckDB ``sql`` whose one parameter (``?``) is ``path``; None when the file cannot be read."""
     import duckdb
 
     con = duckdb.connect()
     try:
-        return con.execute(sql.format(file=f"{file_reader(path)}(?)"), [path]).fetchall()
+        return con.execute(sql, [path]).fetchall()
     except duckdb.Error:
         return None  # unreadable: the compiler reports the file itself
     finally:

@@ -8,12 +8,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-def arrow_type(dtype: str) -> "pa.DataType":
+def arrow_type(dtype: str) -> pa.DataType:
     """The Arrow type of a featurehouse dtype; timestamps are UTC."""
     import pyarrow as pa
 
     if dtype.startswith("array<"):
-        return pa.list_(arrow_type(dtype[len("array<"):-1]))
+        return pa.list_(arrow_type(dtype[len("array<") : -1]))
     return {
         "bool": pa.bool_(),
         "int32": pa.int32(),

@@ -57,8 +57,12 @@ class _Budget:
     def spend(self, count: int, node: yaml.Node) -> None:
         self.left -= count
         if self.left < 0:
-            raise SpecError("aliases (*name) and merge keys (<<) expand to too many values (an alias bomb?); "
-                            "write the values out or share fewer levels", None, node.start_mark.line + 1)
+            raise SpecError(
+                "aliases (*name) and merge keys (<<) expand to too many values (an alias bomb?); "
+                "write the values out or share fewer levels",
+                None,
+                node.start_mark.line + 1,
+            )
 
 
 class LineMap:
@@ -68,6 +72,7 @@ class LineMap:
         self._lines: dict[Location, int] = {}
 
     def record(self, path: Location, line: int) -> None:
+        """Remember the line of ``path`` (the first one recorded wins)."""
         self._lines.setdefault(path, line)
 
     def forget(self, path: Location) -> None:
@@ -85,13 +90,20 @@ class LineMap:
         return self._lines.get((), None)
 
 
-def _construct(node: yaml.Node, path: Location, lines: LineMap, loader: yaml.SafeLoader,
-               budget: _Budget, parents: tuple[int, ...] = ()) -> Any:
+def _construct(
+    node: yaml.Node,
+    path: Location,
+    lines: LineMap,
+    loader: yaml.SafeLoader,
+    budget: _Budget,
+    parents: tuple[int, ...] = (),
+) -> Any:
     lines.record(path, node.start_mark.line + 1)
     budget.spend(1, node)
     if id(node) in parents:  # &a [*a]: an alias inside the value it names
-        raise SpecError("an alias (*name) is used inside the value it names, which would never end",
-                        None, node.start_mark.line + 1)
+        raise SpecError(
+            "an alias (*name) is used inside the value it names, which would never end", None, node.start_mark.line + 1
+        )
     if len(parents) >= MAX_DEPTH:
         raise SpecError(f"values are nested more than {MAX_DEPTH} levels deep", None, node.start_mark.line + 1)
     parents = (*parents, id(node))
@@ -111,13 +123,13 @@ def _construct(node: yaml.Node, path: Location, lines: LineMap, loader: yaml.Saf
                     raise SpecError(f"key {excerpt(key)} appears twice in the same mapping", None, line)
                 own_keys.add(key)
             if key in result:  # overrides a merged value: point at the value that wins
-                lines.forget(path + (key,))
+                lines.forget((*path, key))
             # the key's own line is the most useful place to point at
-            lines.record(path + (key,), line)
-            result[key] = _construct(value_node, path + (key,), lines, loader, budget, parents)
+            lines.record((*path, key), line)
+            result[key] = _construct(value_node, (*path, key), lines, loader, budget, parents)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), lines, loader, budget, parents) for i, item in enumerate(node.value)]
+        return [_construct(item, (*path, i), lines, loader, budget, parents) for i, item in enumerate(node.value)]
     return _scalar(node, loader)
 
 
@@ -127,12 +139,16 @@ def _scalar(node: yaml.Node, loader: yaml.SafeLoader) -> Any:
     try:
         return loader.construct_object(node, deep=True)
     except (ValueError, OverflowError) as error:
-        raise SpecError(f"cannot read the value {excerpt(node.value)}: {str(error)[:80]}; "
-                        "quote it to keep it as text", None, node.start_mark.line + 1) from None
+        raise SpecError(
+            f"cannot read the value {excerpt(node.value)}: {str(error)[:80]}; quote it to keep it as text",
+            None,
+            node.start_mark.line + 1,
+        ) from None
 
 
-def _merged_pairs(node: yaml.MappingNode, budget: _Budget,
-                  parents: tuple[int, ...] = ()) -> tuple[list[tuple[yaml.Node, yaml.Node]], int]:
+def _merged_pairs(
+    node: yaml.MappingNode, budget: _Budget, parents: tuple[int, ...] = ()
+) -> tuple[list[tuple[yaml.Node, yaml.Node]], int]:
     """The (key, value) pairs of a mapping with its ``<<: *defaults`` merge keys expanded.
 
     Merged pairs come first, so that the mapping's own keys override them, and of several
@@ -148,13 +164,17 @@ def _merged_pairs(node: yaml.MappingNode, budget: _Budget,
             own.append((key_node, value_node))
             continue
         if merged:
-            raise SpecError("key '<<' appears twice in the same mapping; merge several with <<: [*a, *b]", None,
-                            key_node.start_mark.line + 1)
+            raise SpecError(
+                "key '<<' appears twice in the same mapping; merge several with <<: [*a, *b]",
+                None,
+                key_node.start_mark.line + 1,
+            )
         sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
         for source in reversed(sources):
             if not isinstance(source, yaml.MappingNode):
-                raise SpecError("a '<<' merge key takes a mapping or a list of mappings", None,
-                                key_node.start_mark.line + 1)
+                raise SpecError(
+                    "a '<<' merge key takes a mapping or a list of mappings", None, key_node.start_mark.line + 1
+                )
             pairs = _merged_pairs(source, budget, (*parents, id(node)))[0]
             budget.spend(len(pairs), key_node)
             merged.extend(pairs)
@@ -185,14 +205,16 @@ def load_yaml_with_lines(path: Path, display_name: str | None = None) -> tuple[A
     with path.open("rb") as file:
         data = file.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise SpecError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; split it into several "
-                        "spec files", name)
+        raise SpecError(
+            f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; split it into several spec files", name
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
-        raise SpecError(f"the file is not UTF-8 text (byte 0x{data[error.start]:02x}); save it as UTF-8",
-                        name, line) from None
+        raise SpecError(
+            f"the file is not UTF-8 text (byte 0x{data[error.start]:02x}); save it as UTF-8", name, line
+        ) from None
     loader = _BoundedLoader(text)
     lines = LineMap()
     try:

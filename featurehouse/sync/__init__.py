@@ -23,17 +23,16 @@ from featurehouse.sync.layout import STATE_TABLE, CorruptStateError, ViewLayout,
 from featurehouse.sync.snapshot import read_changes, read_snapshot_table
 
 if TYPE_CHECKING:
-    from featurehouse.sync.bi_export import ExportResult
-    from featurehouse.spec.repo import FeatureRepo
-    from featurehouse.spec.model import OnlineStoreConfig
     from featurehouse.sdk.store import FeatureStore
+    from featurehouse.spec.model import OnlineStoreConfig
+    from featurehouse.spec.repo import FeatureRepo
+    from featurehouse.sync.bi_export import ExportResult
     from featurehouse.warehouse import Warehouse
 
-__all__ = ["SyncBusyError", "ViewReport", "SyncReport", "open_backend", "online_layouts", "read_snapshot_table",
-           "sync"]
+__all__ = ["SyncBusyError", "ViewReport", "SyncReport", "open_backend", "online_layouts", "read_snapshot_table", "sync"]
 
 
-def open_backend(config: "OnlineStoreConfig", root: Path) -> Backend:
+def open_backend(config: OnlineStoreConfig, root: Path) -> Backend:
     """The online store ``featurehouse.yml`` configures (not connected yet)."""
     if config.type == "sqlite":
         from featurehouse.sync.sqlite import SQLiteBackend
@@ -51,7 +50,7 @@ def open_backend(config: "OnlineStoreConfig", root: Path) -> Backend:
     raise OnlineStoreError(f"unknown online_store.type {config.type!r}")  # pragma: no cover - specs forbid it
 
 
-def online_layouts(repo: "FeatureRepo", names: Sequence[str] | None = None) -> list[ViewLayout]:
+def online_layouts(repo: FeatureRepo, names: Sequence[str] | None = None) -> list[ViewLayout]:
     """Layouts of the online views, all of them or the named ones (in the order given)."""
     online = {name: view for name, view in sorted(repo.feature_views.items()) if view.online}
     if not names:
@@ -73,6 +72,8 @@ def online_layouts(repo: "FeatureRepo", names: Sequence[str] | None = None) -> l
 
 @dataclass
 class ViewReport:
+    """What the sync did to one view: rows read, fetched, written and kept."""
+
     view: str
     rows_read: int = 0  # rows in the snapshot
     fetched: int = 0  # of those, rows that left the warehouse (all of them without a watermark)
@@ -84,47 +85,60 @@ class ViewReport:
 
     @property
     def unchanged(self) -> int:
+        """Rows the store already held as they are."""
         return self.rows_read - self.written - self.kept
 
 
 @dataclass
 class SyncReport:
+    """What one ``featurehouse sync`` did: a report per view, time taken, warnings."""
+
     views: list[ViewReport] = field(default_factory=list)
     seconds: float = 0.0
     # generated models that changed after the last dbt build (their tables are stale)
     warnings: list[str] = field(default_factory=list)
-    bi_export: "ExportResult | None" = None  # the copy for BI tools, when featurehouse.yml asks for one
+    bi_export: ExportResult | None = None  # the copy for BI tools, when featurehouse.yml asks for one
 
     @property
     def rows_read(self) -> int:
+        """Rows read from the snapshots, all views."""
         return sum(v.rows_read for v in self.views)
 
     @property
     def written(self) -> int:
+        """Rows written to the store, all views."""
         return sum(v.written for v in self.views)
 
     @property
     def fetched(self) -> int:
+        """Rows fetched from the warehouse, all views."""
         return sum(v.fetched for v in self.views)
 
     @property
     def unchanged(self) -> int:
+        """Rows the store already held as they are, all views."""
         return sum(v.unchanged for v in self.views)
 
     @property
     def kept(self) -> int:
+        """Rows not written because the store holds a newer one, all views."""
         return sum(v.kept for v in self.views)
 
     def summary(self) -> str:
+        """The report as the CLI prints it."""
         names = ", ".join(v.view + (" (full refresh)" if v.full_refresh else "") for v in self.views)
         fetched = "" if self.fetched == self.rows_read else f" ({self.fetched:,} fetched)"
-        text = (f"synced {len(self.views)} view(s) [{names}]: {self.rows_read:,} rows read{fetched}, "
-                f"{self.written:,} written, {self.unchanged:,} unchanged in {self.seconds:.2f} s")
+        text = (
+            f"synced {len(self.views)} view(s) [{names}]: {self.rows_read:,} rows read{fetched}, "
+            f"{self.written:,} written, {self.unchanged:,} unchanged in {self.seconds:.2f} s"
+        )
         if self.kept:
             views = ",".join(v.view for v in self.views if v.kept)
-            text += (f"\n{self.kept:,} kept: the store holds newer values than this snapshot "
-                     f"({', '.join(f'{v.view} {v.kept:,}' for v in self.views if v.kept)}); run "
-                     f"`featurehouse sync --full-refresh --views {views}` to replace them with this snapshot")
+            text += (
+                f"\n{self.kept:,} kept: the store holds newer values than this snapshot "
+                f"({', '.join(f'{v.view} {v.kept:,}' for v in self.views if v.kept)}); run "
+                f"`featurehouse sync --full-refresh --views {views}` to replace them with this snapshot"
+            )
         return text
 
 
@@ -132,17 +146,20 @@ class Progress:
     """Callbacks for a progress display: start(view, total rows), advance(rows), finish()."""
 
     def start(self, view: str, total: int) -> None:
+        """A view's sync starts; it has ``total`` rows to write."""
         pass
 
     def advance(self, rows: int) -> None:
+        """``rows`` more rows are written."""
         pass
 
     def finish(self) -> None:
+        """The view's sync is done."""
         pass
 
 
 def sync(
-    store: "FeatureStore",
+    store: FeatureStore,
     views: Sequence[str] | None = None,
     full_refresh: bool = False,
     wait: float = 0.0,
@@ -165,7 +182,9 @@ def sync(
     report = SyncReport()
     from featurehouse.warehouse import connect  # the layer below, not the SDK's private _warehouse()
 
-    warehouse = connect(store.target, store.repo_path)  # first: a missing warehouse must not leave an empty SQLite store behind
+    # first: a missing warehouse must not leave an empty SQLite store behind; models_dir: to
+    # name the generated models changed since the last dbt build
+    warehouse = connect(store.target, store.repo_path, models_dir=store.repo.root / store.repo.config.models_dir)
     try:
         report.warnings = stale_models(warehouse, layouts)
         backend.connect()
@@ -184,7 +203,7 @@ def sync(
     return report
 
 
-def stale_models(warehouse: "Warehouse", layouts: Sequence[ViewLayout]) -> list[str]:
+def stale_models(warehouse: Warehouse, layouts: Sequence[ViewLayout]) -> list[str]:
     """Why the tables of these views may be older than their generated models (see featurehouse.dbt.manifest)."""
     if warehouse.relations is None:
         return []
@@ -193,8 +212,9 @@ def stale_models(warehouse: "Warehouse", layouts: Sequence[ViewLayout]) -> list[
     return warehouse.relations.stale([m for lay in layouts for m in (feature_view_model(lay.name), lay.model)])
 
 
-def _sync_view(backend: Backend, warehouse: "Warehouse", layout: ViewLayout, full_refresh: bool,
-               progress: Progress) -> ViewReport:
+def _sync_view(
+    backend: Backend, warehouse: Warehouse, layout: ViewLayout, full_refresh: bool, progress: Progress
+) -> ViewReport:
     try:
         previous = backend.read_state(layout)
     except CorruptStateError:
@@ -204,8 +224,9 @@ def _sync_view(backend: Backend, warehouse: "Warehouse", layout: ViewLayout, ful
     changes = read_changes(warehouse, layout, previous, full_refresh, utc_now())
     # the features (and dtypes) the store holds after this sync: readers answer only those
     changes.state.features = dict(zip(layout.features, layout.dtypes))
-    report = ViewReport(layout.name, rows_read=changes.state.rows, fetched=changes.rows.num_rows,
-                        full_refresh=changes.changed is None)
+    report = ViewReport(
+        layout.name, rows_read=changes.state.rows, fetched=changes.rows.num_rows, full_refresh=changes.changed is None
+    )
     progress.start(layout.name, changes.to_write)
     report.written = backend.write(layout, changes.rows, changes.changed, changes.state, progress.advance)
     report.kept = backend.kept

@@ -63,15 +63,17 @@ class Backend:
         """Hold the store's sync lock; wait up to ``wait`` seconds, then raise SyncBusyError."""
         raise NotImplementedError
 
-    def read_state(self, layout: "ViewLayout") -> "SyncState | None":
+    def read_state(self, layout: ViewLayout) -> SyncState | None:
+        """The sync state of ``layout``'s view, or None when it was never synced."""
         raise NotImplementedError
 
-    def states(self) -> list["SyncState"]:
+    def states(self) -> list[SyncState]:
         """The sync state of every view in the store."""
         raise NotImplementedError
 
-    def write(self, layout: "ViewLayout", table: "pa.Table", changed: "np.ndarray | None",
-              state: "SyncState", progress: Progress) -> int:
+    def write(
+        self, layout: ViewLayout, table: pa.Table, changed: np.ndarray | None, state: SyncState, progress: Progress
+    ) -> int:
         """Write a snapshot and commit ``state``; return how many entities were written.
 
         ``changed`` is None for a full refresh (the view is rebuilt from ``table`` and
@@ -80,18 +82,20 @@ class Backend:
         """
         raise NotImplementedError
 
-    def reader(self, timeout: float | None = None) -> "Reader":
+    def reader(self, timeout: float | None = None) -> Reader:
         """A reader; with ``timeout`` every store call it makes gives up after about that many seconds."""
         raise NotImplementedError
 
     def close(self) -> None:
+        """Release the connection; the backend can connect again."""
         pass
 
 
 class Reader:
     """Reads feature rows; ``prepare`` once per (view, features), then ``read`` many times."""
 
-    def prepare(self, layout: "ViewLayout", features: Sequence[str]) -> Any:
+    def prepare(self, layout: ViewLayout, features: Sequence[str]) -> Any:
+        """What the store needs to read ``features`` of one view, made once and reused by ``read``."""
         raise NotImplementedError
 
     def read(self, requests: Sequence[tuple[Any, Sequence[tuple[Any, ...]]]]) -> list[list[Any]]:
@@ -113,10 +117,11 @@ class Reader:
         """
 
     def close(self) -> None:
+        """Close every connection the reader opened."""
         pass
 
 
-def rows_to_write(table: "pa.Table", changed: "np.ndarray | None") -> "pa.Table":
+def rows_to_write(table: pa.Table, changed: np.ndarray | None) -> pa.Table:
     """The rows of ``table`` that ``changed`` marks (all of them when it is None)."""
     import numpy as np
     import pyarrow as pa
@@ -129,11 +134,13 @@ def rows_to_write(table: "pa.Table", changed: "np.ndarray | None") -> "pa.Table"
 
 
 def lock_owner() -> str:
+    """Who holds the sync lock, as ``busy`` reports it: process, host and start time."""
     return f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S', time.gmtime())} UTC"
 
 
 def busy(description: str, owner: str, waited: float = 0) -> SyncBusyError:
-    advice = (f"still busy after waiting {waited:g} s" if waited > 0 else "use --wait SECONDS to wait for it")
+    """The error for a sync that finds another one writing to the same store."""
+    advice = f"still busy after waiting {waited:g} s" if waited > 0 else "use --wait SECONDS to wait for it"
     return SyncBusyError(
         f"another featurehouse sync is writing to {description} ({owner or 'owner unknown'}); "
         f"this one exits without changes ({advice})"
@@ -141,7 +148,12 @@ def busy(description: str, owner: str, waited: float = 0) -> SyncBusyError:
 
 
 def reason(error: BaseException, url: str | None = None) -> str:
-    """The first line of ``error``'s message, with ``url``'s password (if any) blanked out."""
+    """The first line of ``error``'s message, with ``url``'s password (if any) blanked out.
+
+    The Postgres and Redis stores raise their OnlineStoreError ``from None`` after this: the
+    driver's exception, which a chained traceback would print, can quote the URL with its
+    password (libpq echoes a connection string it cannot parse).
+    """
     text = str(error).strip()
     text = text.splitlines()[0] if text else type(error).__name__
     return scrub(text, url) if url else text
@@ -225,21 +237,29 @@ def report_corrupt(store: str, view: str, key: Any, field: str, value: Any, prob
     _reported.add(token)
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:60] + "…"
-    _log.warning("%s: feature view '%s', entity %s, field '%s' holds %s, which is not valid (%s); reads answer it "
-                 "with status INVALID until a sync rewrites it ('featurehouse sync --full-refresh --views %s')",
-                 store, view, key, field, shown, problem, view)
+    _log.warning(
+        "%s: feature view '%s', entity %s, field '%s' holds %s, which is not valid (%s); reads answer it "
+        "with status INVALID until a sync rewrites it ('featurehouse sync --full-refresh --views %s')",
+        store,
+        view,
+        key,
+        field,
+        shown,
+        problem,
+        view,
+    )
 
 
 def decode_values(raw: Sequence[Any], decoders: Sequence[Any], on_bad: Callable[[int, Any, str], None]) -> list[Any]:
     """``raw`` decoded by ``decoders`` (None: as is); a value a decoder rejects becomes INVALID."""
     try:
         return [v if d is None or v is None else d(v) for v, d in zip(raw, decoders)]
-    except Exception:  # noqa: BLE001 - one bad cell: decode one by one to find it
+    except Exception:  # one bad cell: decode one by one to find it
         out = []
         for i, (v, d) in enumerate(zip(raw, decoders)):
             try:
                 out.append(v if d is None or v is None else d(v))
-            except Exception as error:  # noqa: BLE001 - any decoding failure is corruption
+            except Exception as error:  # any decoding failure is corruption
                 on_bad(i, v, reason(error))
                 out.append(INVALID)
         return out
@@ -247,7 +267,7 @@ def decode_values(raw: Sequence[Any], decoders: Sequence[Any], on_bad: Callable[
 
 def decoder(dtype: str, scalars: Mapping[str, Any], array: Callable[[str], Any]) -> Any:
     """A store's decoder of ``dtype``: ``scalars[dtype]``, or ``array(element dtype)`` for ``array<...>``."""
-    return array(dtype[len("array<"):-1]) if dtype.startswith("array<") else scalars[dtype]
+    return array(dtype[len("array<") : -1]) if dtype.startswith("array<") else scalars[dtype]
 
 
 def held(mask: Sequence[bool]) -> tuple[list[int], frozenset[int]]:
@@ -263,8 +283,9 @@ def spread(values: Sequence[Any], positions: Sequence[int], width: int) -> list[
     return full
 
 
-def synced_mask(layout: "ViewLayout", features: Sequence[str], signature: str | None,
-                state_features: dict[str, str] | None) -> tuple[bool, ...]:
+def synced_mask(
+    layout: ViewLayout, features: Sequence[str], signature: str | None, state_features: dict[str, str] | None
+) -> tuple[bool, ...]:
     """Which of ``features`` the store holds as their current dtype, by the view's sync state.
 
     A state with the layout's signature holds them all; a state of another layout holds
@@ -277,7 +298,7 @@ def synced_mask(layout: "ViewLayout", features: Sequence[str], signature: str | 
     return tuple(state_features.get(f) == layout.dtype(f) for f in features)
 
 
-class ViewRows(list):  # type: ignore[type-arg]
+class ViewRows(list):
     """A view's rows, and the positions of the requested features the store has not synced."""
 
     __slots__ = ("unsynced",)
@@ -329,6 +350,7 @@ class Connections:
         return threading.get_ident() in self._interrupted
 
     def clear_interrupt(self) -> None:
+        """Forget an interrupt of the calling thread, so that its next call runs."""
         self._interrupted.discard(threading.get_ident())
 
     def close(self, close: Callable[[Any], Any]) -> None:

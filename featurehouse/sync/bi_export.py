@@ -29,11 +29,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What happened to the BI copy of the warehouse, and why."""
+
     path: Path
     state: str  # "refreshed", "up to date" (as new as the warehouse) or "skipped" (see reason)
     reason: str = ""
 
     def summary(self) -> str:
+        """The result as one line of the sync's output."""
         return f"bi_export {self.path}: {self.state}" + (f" ({self.reason})" if self.reason else "")
 
 
@@ -43,8 +46,10 @@ def export_path(root: Path, folder: str, warehouse_file: Path) -> Path:
     target = target if target.is_absolute() else root / target
     path = target / warehouse_file.name
     if path.resolve() == warehouse_file.resolve():
-        raise ConfigError(f"featurehouse.yml: bi_export '{folder}' is the warehouse's own folder; "
-                          "name another folder for the copy BI tools read")
+        raise ConfigError(
+            f"featurehouse.yml: bi_export '{folder}' is the warehouse's own folder; "
+            "name another folder for the copy BI tools read"
+        )
     return path
 
 
@@ -57,7 +62,7 @@ def _changed_at(database: Path) -> int:
     return max(stamps)
 
 
-def refresh(warehouse: "Warehouse", root: Path, folder: str, force: bool = False) -> ExportResult:
+def refresh(warehouse: Warehouse, root: Path, folder: str, force: bool = False) -> ExportResult:
     """Copy the warehouse behind ``warehouse`` (DuckDB) to ``folder`` if it changed since the last copy."""
     from featurehouse.warehouse import DuckDBWarehouse
 
@@ -71,8 +76,9 @@ def refresh(warehouse: "Warehouse", root: Path, folder: str, force: bool = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ConfigError(f"featurehouse.yml: cannot create the bi_export folder {path.parent}: "
-                          f"{error.strerror or error}") from None
+        raise ConfigError(
+            f"featurehouse.yml: cannot create the bi_export folder {path.parent}: {error.strerror or error}"
+        ) from None
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     try:
@@ -83,5 +89,5 @@ def refresh(warehouse: "Warehouse", root: Path, folder: str, force: bool = False
         with contextlib.suppress(OSError):
             Path(str(temporary) + ".wal").unlink(missing_ok=True)
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise WarehouseError(f"cannot write the bi_export copy {path}: {reason}") from None
+        raise WarehouseError(f"cannot write the bi_export copy {path}: {reason}") from error
     return ExportResult(path, "refreshed")

@@ -23,17 +23,18 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from featurehouse.spec.repo import FeatureRepo
     from featurehouse.spec.model import FeatureView
+    from featurehouse.spec.repo import FeatureRepo
 
 # Part of every view's signature: raising it makes the next sync of every store a full refresh.
-# 2: SQLite keeps NaN (as the text 'NaN') and writes bytes and timestamps in arrays by the rules in docs/store-layouts.md.
+# 2: SQLite keeps NaN (as the text 'NaN') and writes bytes and timestamps in arrays by the rules in
+# docs/store-layouts.md.
 STATE_FORMAT = 2
 # A feature view may not take these names: the stores keep their own bookkeeping under them.
 STATE_TABLE = "_featurehouse_sync_state"
 
 
-def feature_dtypes(view: "FeatureView") -> dict[str, str]:
+def feature_dtypes(view: FeatureView) -> dict[str, str]:
     """Each feature's dtype, the training sets' own (an aggregation's count is int64, the rest float64)."""
     from featurehouse.plan.joins import feature_dtypes as training_dtypes
 
@@ -52,7 +53,8 @@ class ViewLayout:
     ttl: int  # seconds; 0 = unlimited
 
     @classmethod
-    def of(cls, repo: "FeatureRepo", view: "FeatureView") -> "ViewLayout":
+    def of(cls, repo: FeatureRepo, view: FeatureView) -> ViewLayout:
+        """The layout of ``view`` in ``repo``."""
         keys = repo.join_keys(view)
         dtypes = feature_dtypes(view)
         return cls(
@@ -66,12 +68,14 @@ class ViewLayout:
 
     @property
     def model(self) -> str:
+        """The dbt model sync reads this view's snapshot from."""
         from featurehouse.plan.joins import online_model
 
         return online_model(self.name)
 
     @property
     def columns(self) -> list[str]:
+        """The stored columns: join keys, event and created timestamps, features."""
         return [*self.join_keys, EVENT_TIMESTAMP, CREATED_TIMESTAMP, *self.features]
 
     @property
@@ -81,10 +85,11 @@ class ViewLayout:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def dtype(self, feature: str) -> str:
+        """The dtype of ``feature``."""
         return self.dtypes[self.features.index(feature)]
 
 
-def storage_arrow_type(dtype: str) -> "pa.DataType":
+def storage_arrow_type(dtype: str) -> pa.DataType:
     """The Arrow type a dtype is normalised to before writing (timestamps: naive UTC µs)."""
     import pyarrow as pa
 
@@ -93,11 +98,11 @@ def storage_arrow_type(dtype: str) -> "pa.DataType":
     if dtype == "timestamp":
         return pa.timestamp("us")
     if dtype.startswith("array<"):
-        return pa.list_(storage_arrow_type(dtype[len("array<"):-1]))
+        return pa.list_(storage_arrow_type(dtype[len("array<") : -1]))
     return arrow_type(dtype)
 
 
-def normalise(table: "pa.Table", layout: ViewLayout) -> "pa.Table":
+def normalise(table: pa.Table, layout: ViewLayout) -> pa.Table:
     """The snapshot with exactly the layout's columns, cast to their storage types."""
     import pyarrow as pa
 
@@ -130,7 +135,7 @@ def normalise(table: "pa.Table", layout: ViewLayout) -> "pa.Table":
     return pa.table(columns, names=[n for n, _ in wanted])
 
 
-def _one_array(column: "pa.Array | pa.ChunkedArray") -> "pa.Array":
+def _one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     import pyarrow as pa
 
     if not isinstance(column, pa.ChunkedArray):
@@ -154,23 +159,30 @@ class SyncState:
     signature: str
     synced_at: datetime
     rows: int
-    hashes: "np.ndarray" = field(repr=False)  # uint64 row hashes of the last synced snapshot
+    hashes: np.ndarray = field(repr=False)  # uint64 row hashes of the last synced snapshot
     watermark: str | None = None
     origin: str | None = None  # the warehouse table synced from (Warehouse.origin)
     # feature -> dtype the store holds (None: a state written before this was recorded)
     features: dict[str, str] | None = None
 
     def to_bytes(self) -> bytes:
-        header = json.dumps({
-            "format": STATE_FORMAT, "view": self.view, "signature": self.signature,
-            "synced_at": self.synced_at.isoformat(), "rows": self.rows,
-            "watermark": self.watermark, "origin": self.origin,
-            "features": None if self.features is None else [[k, v] for k, v in self.features.items()],
-        }).encode()
+        """The state as stored: a versioned JSON header, then the row hashes (little-endian uint64)."""
+        header = json.dumps(
+            {
+                "format": STATE_FORMAT,
+                "view": self.view,
+                "signature": self.signature,
+                "synced_at": self.synced_at.isoformat(),
+                "rows": self.rows,
+                "watermark": self.watermark,
+                "origin": self.origin,
+                "features": None if self.features is None else [[k, v] for k, v in self.features.items()],
+            }
+        ).encode()
         return b"FHS" + struct.pack("<BI", STATE_FORMAT, len(header)) + header + self.hashes.astype("<u8").tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes, view: str = "?") -> "SyncState | None":
+    def from_bytes(cls, data: bytes, view: str = "?") -> SyncState | None:
         """The state, or None when it was written by an incompatible version (a full refresh follows).
 
         Raises CorruptStateError (one sentence naming ``view``) when the bytes are damaged.
@@ -190,14 +202,21 @@ class SyncState:
         try:
             if len(data) < 8 + length or (len(data) - 8 - length) % 8:
                 raise ValueError("it is cut short")
-            header = json.loads(data[8:8 + length])
-            hashes = np.frombuffer(memoryview(data)[8 + length:], dtype="<u8").astype(np.uint64)
-            state = cls(str(header["view"]), str(header["signature"]), datetime.fromisoformat(header["synced_at"]),
-                        int(header["rows"]), hashes, header.get("watermark"), header.get("origin"))
+            header = json.loads(data[8 : 8 + length])
+            hashes = np.frombuffer(memoryview(data)[8 + length :], dtype="<u8").astype(np.uint64)
+            state = cls(
+                str(header["view"]),
+                str(header["signature"]),
+                datetime.fromisoformat(header["synced_at"]),
+                int(header["rows"]),
+                hashes,
+                header.get("watermark"),
+                header.get("origin"),
+            )
             if header.get("features") is not None:
                 state.features = {str(k): str(v) for k, v in header["features"]}
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-            raise CorruptStateError(view, str(error).splitlines()[0] or type(error).__name__) from None
+            raise CorruptStateError(view, str(error).splitlines()[0] or type(error).__name__) from error
         return state
 
 
@@ -206,9 +225,12 @@ class CorruptStateError(OnlineStoreError):
 
     def __init__(self, view: str, problem: str):
         self.view = view
-        super().__init__(f"the sync state of feature view '{view}' in the online store is damaged ({problem}); "
-                         f"run 'featurehouse sync --full-refresh --views {view}' to rebuild the view and its state")
+        super().__init__(
+            f"the sync state of feature view '{view}' in the online store is damaged ({problem}); "
+            f"run 'featurehouse sync --full-refresh --views {view}' to rebuild the view and its state"
+        )
 
 
 def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)

@@ -39,7 +39,7 @@ from featurehouse.sync.base import (
     wait_for,
 )
 from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout
-from featurehouse.sync.sql_store import SQLBackend, SQLDialect, quote
+from featurehouse.sync.sql_store import SQLBackend, SQLDialect, literal, quote
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,8 +56,16 @@ def _order(expression: str, dtype: str) -> str:
 
 
 DIALECT = SQLDialect(
-    types={"bool": "boolean", "int32": "integer", "int64": "bigint", "float32": "real",
-           "float64": "double precision", "string": "text", "bytes": "bytea", "timestamp": "timestamptz"},
+    types={
+        "bool": "boolean",
+        "int32": "integer",
+        "int64": "bigint",
+        "float32": "real",
+        "float64": "double precision",
+        "string": "text",
+        "bytes": "bytea",
+        "timestamp": "timestamptz",
+    },
     array=lambda element: element + "[]",
     placeholder="%s",
     # fillfactor 90: room in each page for an incremental sync's updates to stay on the page
@@ -71,14 +79,18 @@ DIALECT = SQLDialect(
 APPLICATION = "featurehouse sync: "  # then the lock owner: busy() names it
 
 
-def _open(url: str, application: str, timeout: float | None = None) -> "psycopg.Connection":
+def _open(url: str, application: str, timeout: float | None = None) -> psycopg.Connection:
     import math
 
     import psycopg
 
     # libpq counts connect_timeout in whole seconds and treats 1 as 2
-    con = psycopg.connect(url, autocommit=True, connect_timeout=max(2, math.ceil(timeout)) if timeout else 10,
-                          application_name=application[:63])
+    con = psycopg.connect(
+        url,
+        autocommit=True,
+        connect_timeout=max(2, math.ceil(timeout)) if timeout else 10,
+        application_name=application[:63],
+    )
     con.execute("SET TIME ZONE 'UTC'")
     if timeout:  # a locked table or a slow plan ends server-side too, not only in the caller
         con.execute(f"SET statement_timeout = {max(1, round(timeout * 1000))}")
@@ -86,6 +98,8 @@ def _open(url: str, application: str, timeout: float | None = None) -> "psycopg.
 
 
 class PostgresBackend(SQLBackend):
+    """Writes the online store into a Postgres schema: one table per view and a state table."""
+
     dialect = DIALECT
 
     def __init__(self, url: str, schema: str):
@@ -137,8 +151,9 @@ class PostgresBackend(SQLBackend):
                 self.con.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, key))
 
     # ---- writes ------------------------------------------------------------------------
-    def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
-              state: SyncState, progress: Progress) -> int:
+    def write(
+        self, layout: ViewLayout, table: pa.Table, changed: np.ndarray | None, state: SyncState, progress: Progress
+    ) -> int:
         import psycopg
 
         con = self.con
@@ -156,8 +171,10 @@ class PostgresBackend(SQLBackend):
                     written = _copy(con, building, names, table, layout, progress)
                     con.execute(f"DROP TABLE IF EXISTS {target}")
                     con.execute(f"ALTER TABLE {building} RENAME TO {quote(layout.name)}")
-                    con.execute(f"ALTER TABLE {target} RENAME CONSTRAINT {quote(temporary + '_pkey')} "
-                                f"TO {quote(layout.name + '_pkey')}")
+                    con.execute(
+                        f"ALTER TABLE {target} RENAME CONSTRAINT {quote(temporary + '_pkey')} "
+                        f"TO {quote(layout.name + '_pkey')}"
+                    )
                 else:
                     con.execute(self.create_table_sql(layout, target, if_not_exists=True))
                     rows = rows_to_write(table, changed)
@@ -167,8 +184,9 @@ class PostgresBackend(SQLBackend):
                         keys = ", ".join(quote(k) for k in layout.join_keys)
                         # in key order, the index probes walk the primary key instead of jumping
                         # around it: ~20% faster for 1% of a million rows
-                        cur = con.execute(self.upsert_sql(
-                            layout, target, f"SELECT {names} FROM _fh_stage ORDER BY {keys}"))
+                        cur = con.execute(
+                            self.upsert_sql(layout, target, f"SELECT {names} FROM _fh_stage ORDER BY {keys}")
+                        )
                         written = cur.rowcount
                         if written < rows.num_rows:  # which of the others lost to a stored row that beats them
                             on = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in layout.join_keys)
@@ -176,14 +194,16 @@ class PostgresBackend(SQLBackend):
                             stored = ", ".join(f"t.{quote(c)}" for c in layout.columns)
                             self.kept = con.execute(
                                 f"SELECT count(*) FROM _fh_stage s JOIN {target} t ON {on} "
-                                f"WHERE ROW({cols}) IS DISTINCT FROM ROW({stored})").fetchone()[0]
+                                f"WHERE ROW({cols}) IS DISTINCT FROM ROW({stored})"
+                            ).fetchone()[0]
                 self.save_state(state)
         except psycopg.Error as error:
-            raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: "
-                                   f"{reason(error, self.url)}") from None
+            raise OnlineStoreError(
+                f"writing {layout.name} to {self.description} failed: {reason(error, self.url)}"
+            ) from None
         return written
 
-    def reader(self, timeout: float | None = None) -> "PostgresReader":
+    def reader(self, timeout: float | None = None) -> PostgresReader:
         return PostgresReader(self.url, self.schema, timeout)
 
     def close(self) -> None:
@@ -193,8 +213,9 @@ class PostgresBackend(SQLBackend):
             self._con = None
 
 
-def _copy(con: "psycopg.Connection", table: str, names: str, rows: "pa.Table", layout: ViewLayout,
-          progress: Progress) -> int:
+def _copy(
+    con: psycopg.Connection, table: str, names: str, rows: pa.Table, layout: ViewLayout, progress: Progress
+) -> int:
     """COPY ``rows`` as CSV written by Arrow (vectorised, no Python loop per value)."""
     import pyarrow.csv as pacsv
 
@@ -209,7 +230,7 @@ def _copy(con: "psycopg.Connection", table: str, names: str, rows: "pa.Table", l
     return rows.num_rows
 
 
-def _csv_ready(batch: "pa.RecordBatch", dtypes: list[str]) -> "pa.RecordBatch":
+def _csv_ready(batch: pa.RecordBatch, dtypes: list[str]) -> pa.RecordBatch:
     """Arrays as Postgres array literals, bytes as \\x hex: the forms COPY's CSV format reads."""
     import pyarrow as pa
 
@@ -242,7 +263,7 @@ def _array_literal(values: list[Any]) -> str:
 
 
 # ---- reads -------------------------------------------------------------------------------------------
-def _tolerate_bad_timestamps(con: "psycopg.Connection") -> None:
+def _tolerate_bad_timestamps(con: psycopg.Connection) -> None:
     """Load a timestamptz Python cannot hold (infinity, past year 9999) as INVALID instead of failing the batch."""
     import psycopg
     from psycopg.types.datetime import TimestamptzBinaryLoader, TimestamptzLoader
@@ -275,16 +296,17 @@ class _Variant:
         read = [features[i] for i in self.positions]
         self.timestamps = True  # event_timestamp is one
         # the state's signature, in the same statement: the rows and the layout they were written by agree
-        signature = (f"(SELECT signature FROM {quote(schema)}.{quote(STATE_TABLE)} "
-                     f"WHERE view = '{layout.name.replace(chr(39), chr(39) * 2)}')")
+        signature = f"(SELECT signature FROM {quote(schema)}.{quote(STATE_TABLE)} WHERE view = {literal(layout.name)})"
         cols = ", ".join([signature, *(quote(c) for c in [*layout.join_keys, "event_timestamp", *read])])
         table = f"{quote(schema)}.{quote(layout.name)}"
         # one entity: a plain equality per key, whose prepared plan is a primary-key lookup
         self.sql_one = f"SELECT {cols} FROM {table} WHERE " + " AND ".join(
-            f"{quote(k)} = %s::{DIALECT.column_type(d)}" for k, d in zip(layout.join_keys, layout.key_dtypes))
+            f"{quote(k)} = %s::{DIALECT.column_type(d)}" for k, d in zip(layout.join_keys, layout.key_dtypes)
+        )
         if len(layout.join_keys) == 1:
             key = layout.join_keys[0]
-            self.sql = f"SELECT {cols} FROM {table} WHERE {quote(key)} = ANY(%s::{DIALECT.column_type(layout.key_dtypes[0])}[])"
+            array_type = DIALECT.column_type(layout.key_dtypes[0])
+            self.sql = f"SELECT {cols} FROM {table} WHERE {quote(key)} = ANY(%s::{array_type}[])"
         else:
             arrays = ", ".join(f"%s::{DIALECT.column_type(d)}[]" for d in layout.key_dtypes)
             keys = ", ".join(quote(k) for k in layout.join_keys)
@@ -312,7 +334,7 @@ class PostgresReader(Reader):
         self.timeout = timeout
         self._connections = Connections()
 
-    def _con(self) -> "psycopg.Connection":
+    def _con(self) -> psycopg.Connection:
         import psycopg
 
         con = self._connections.get()
@@ -320,8 +342,9 @@ class PostgresReader(Reader):
             try:
                 con = _open(self.url, "featurehouse online reads", self.timeout)
             except psycopg.Error as error:
-                raise OnlineStoreError(f"cannot reach the Postgres online store {redact_url(self.url)}: "
-                                       f"{reason(error, self.url)}") from None
+                raise OnlineStoreError(
+                    f"cannot reach the Postgres online store {redact_url(self.url)}: {reason(error, self.url)}"
+                ) from None
             con.prepare_threshold = 0
             _tolerate_bad_timestamps(con)
             self._connections.add(con)
@@ -358,8 +381,9 @@ class PostgresReader(Reader):
             except psycopg.Error as error:
                 self._connections.drop()
                 if attempt or old is not con or not con.broken:
-                    raise OnlineStoreError(f"the Postgres online store {redact_url(self.url)} does not answer: "
-                                           f"{reason(error, self.url)}") from None
+                    raise OnlineStoreError(
+                        f"the Postgres online store {redact_url(self.url)} does not answer: {reason(error, self.url)}"
+                    ) from None
 
     def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[Any]:
         # One retry on a new connection when this thread's old one turns out dead (the server
@@ -369,7 +393,7 @@ class PostgresReader(Reader):
         try:
             return self._read_once(requests)
         except OnlineStoreError:
-            if old is None or old.closed is False and not old.broken or self._connections.interrupted():
+            if old is None or (old.closed is False and not old.broken) or self._connections.interrupted():
                 raise
         return self._read_once(requests)
 
@@ -384,8 +408,10 @@ class PostgresReader(Reader):
                     fetched: list[Any] = [self._fetch(con, *requests[0], variants[0])]
                 else:
                     with con.pipeline():
-                        cursors = [self._execute(con, prepared, keys, variant)
-                                   for (prepared, keys), variant in zip(requests, variants)]
+                        cursors = [
+                            self._execute(con, prepared, keys, variant)
+                            for (prepared, keys), variant in zip(requests, variants)
+                        ]
                     fetched = [c.fetchall() if c is not None else None for c in cursors]
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
                 # a view never synced, or synced by another definition: read them one by one
@@ -407,12 +433,14 @@ class PostgresReader(Reader):
                         raise OnlineStoreError(
                             f"the Postgres online store {redact_url(self.url)} is damaged: table "
                             f"'{prepared.layout.name}' lacks a column its sync state records ({reason(error)}); "
-                            f"run 'featurehouse sync --full-refresh --views {prepared.layout.name}'") from None
+                            f"run 'featurehouse sync --full-refresh --views {prepared.layout.name}'"
+                        ) from None
                 fetched[i] = rows
         except psycopg.Error as error:
             self._connections.drop()
-            raise OnlineStoreError(f"reading the Postgres online store {redact_url(self.url)} failed: "
-                                   f"{reason(error, self.url)}") from None
+            raise OnlineStoreError(
+                f"reading the Postgres online store {redact_url(self.url)} failed: {reason(error, self.url)}"
+            ) from None
         results: list[Any] = []
         for (prepared, keys), rows, variant in zip(requests, fetched, variants):
             if rows is None or variant is None:  # never synced
@@ -423,41 +451,50 @@ class PostgresReader(Reader):
                 rows = [self._checked(prepared, variant, r) for r in rows]
             if variant.unsynced:
                 positions, width = variant.positions, len(prepared.features)
-                found = {tuple(r[1:n + 1]): (r[n + 1], spread(r[n + 2:], positions, width)) for r in rows}
+                found = {tuple(r[1 : n + 1]): (r[n + 1], spread(r[n + 2 :], positions, width)) for r in rows}
             else:
-                found = {tuple(r[1:n + 1]): (r[n + 1], list(r[n + 2:])) for r in rows}
+                found = {tuple(r[1 : n + 1]): (r[n + 1], list(r[n + 2 :])) for r in rows}
             results.append(ViewRows([found.get(k) for k in keys], variant.unsynced))
         return results
 
     def _checked(self, prepared: _Prepared, variant: _Variant, row: Any) -> Any:
         n = prepared.nkeys
-        if not any(v is INVALID or (type(v) is list and INVALID in v) for v in row[n + 1:]):
+        if not any(v is INVALID or (type(v) is list and INVALID in v) for v in row[n + 1 :]):
             return row
         where = f"the Postgres online store {redact_url(self.url)}"
-        key = tuple(row[1:n + 1])
+        key = tuple(row[1 : n + 1])
         if row[n + 1] is INVALID:
             report_corrupt(where, prepared.layout.name, key, "event_timestamp", "infinity or past 9999", "out of range")
-            return (*row[:n + 1], INVALID, *([None] * len(variant.positions)))
+            return (*row[: n + 1], INVALID, *([None] * len(variant.positions)))
         values = list(row)
-        for j, v in enumerate(row[n + 2:]):
+        for j, v in enumerate(row[n + 2 :]):
             if v is INVALID or (type(v) is list and INVALID in v):
-                report_corrupt(where, prepared.layout.name, key, prepared.features[variant.positions[j]],
-                               "infinity or past 9999", "out of range")
+                report_corrupt(
+                    where,
+                    prepared.layout.name,
+                    key,
+                    prepared.features[variant.positions[j]],
+                    "infinity or past 9999",
+                    "out of range",
+                )
                 values[n + 2 + j] = INVALID
         return values
 
-    def _variant(self, con: "psycopg.Connection", prepared: _Prepared) -> "_Variant | None":
+    def _variant(self, con: psycopg.Connection, prepared: _Prepared) -> _Variant | None:
         """The variant for the view's current sync state (None: no state, never synced)."""
-        row = con.execute(f"SELECT signature, state FROM {quote(self.schema)}.{quote(STATE_TABLE)} WHERE view = %s",
-                          (prepared.layout.name,)).fetchone()
+        row = con.execute(
+            f"SELECT signature, state FROM {quote(self.schema)}.{quote(STATE_TABLE)} WHERE view = %s",
+            (prepared.layout.name,),
+        ).fetchone()
         if row is None:
             return None
         signature = row[0]
         variant = prepared.variants.get(signature)
         if variant is None:
             state = SyncState.from_bytes(bytes(row[1]), prepared.layout.name)
-            mask = synced_mask(prepared.layout, prepared.features, signature,
-                               state.features if state is not None else None)
+            mask = synced_mask(
+                prepared.layout, prepared.features, signature, state.features if state is not None else None
+            )
             variant = prepared.variants[signature] = _Variant(self.schema, prepared.layout, prepared.features, mask)
         prepared.current = signature
         return variant
@@ -470,14 +507,16 @@ class PostgresReader(Reader):
             return variant.sql, [[k[0] for k in keys]]
         return variant.sql, [list(column) for column in zip(*keys)]
 
-    def _execute(self, con: "psycopg.Connection", prepared: _Prepared, keys: Sequence[tuple[Any, ...]],
-                 variant: _Variant) -> Any:
+    def _execute(
+        self, con: psycopg.Connection, prepared: _Prepared, keys: Sequence[tuple[Any, ...]], variant: _Variant
+    ) -> Any:
         cur = con.cursor(binary=True)
         cur.execute(*self._query(prepared, keys, variant), prepare=True)
         return cur
 
-    def _fetch(self, con: "psycopg.Connection", prepared: _Prepared, keys: Sequence[tuple[Any, ...]],
-               variant: _Variant) -> list[Any]:
+    def _fetch(
+        self, con: psycopg.Connection, prepared: _Prepared, keys: Sequence[tuple[Any, ...]], variant: _Variant
+    ) -> list[Any]:
         cur = getattr(self._connections.local, "cursor", None)
         if cur is None or cur.closed or cur.connection is not con:
             cur = self._connections.local.cursor = con.cursor(binary=True)

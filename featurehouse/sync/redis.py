@@ -36,7 +36,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from featurehouse.errors import OnlineStoreError
 from featurehouse.sync.base import (
@@ -67,9 +67,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import redis
 
-BATCH = 1_000          # entities per EVALSHA (or plain HSETs per send)
-PIPELINE = 16          # command groups in flight
-CHUNK = 100_000        # rows encoded at a time
+BATCH = 1_000  # entities per EVALSHA (or plain HSETs per send)
+PIPELINE = 16  # command groups in flight
+CHUNK = 100_000  # rows encoded at a time
 LOCK_MS = 15_000
 
 # KEYS: entity hashes. ARGV: n, mode ('c' conditional | 'f' force), kinds (one letter per
@@ -194,13 +194,14 @@ def key_part(value: Any) -> str | bytes:
 
 
 def entity_key(prefix: str, view: str, values: Sequence[Any]) -> bytes:
+    """The Redis key of one entity's hash: ``prefix:view:key parts``."""
     parts = [key_part(v) for v in values]
     encoded = b":".join(p if isinstance(p, bytes) else p.encode() for p in parts)
     return f"{prefix}:{view}:".encode() + encoded
 
 
 # ---- Arrow encoders (the sync's write path) ------------------------------------------------------------
-def _text(column: "pa.Array", dtype: str) -> "pa.Array":
+def _text(column: pa.Array, dtype: str) -> pa.Array:
     """A column as the binary text stored in Redis (nulls stay null)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -225,11 +226,13 @@ def _text(column: "pa.Array", dtype: str) -> "pa.Array":
             return v.decode("latin-1")
         return v
 
-    return pa.array([None if v is None else json.dumps([plain(x) for x in v], separators=(",", ":")).encode()
-                     for v in values], pa.binary())
+    return pa.array(
+        [None if v is None else json.dumps([plain(x) for x in v], separators=(",", ":")).encode() for v in values],
+        pa.binary(),
+    )
 
 
-def _key_text(column: "pa.Array", dtype: str) -> "pa.Array":
+def _key_text(column: pa.Array, dtype: str) -> pa.Array:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -242,14 +245,15 @@ def _key_text(column: "pa.Array", dtype: str) -> "pa.Array":
     raise OnlineStoreError(f"join keys of dtype {dtype} are not supported by the Redis online store")
 
 
-def _bulk(values: "pa.Array") -> "pa.Array":
+def _bulk(values: pa.Array) -> pa.Array:
     """RESP bulk strings ``$<len>\\r\\n<bytes>\\r\\n`` for a binary array without nulls."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     lengths = pc.cast(pc.cast(pc.binary_length(values), pa.string()), pa.binary())
-    return pc.binary_join_element_wise(pa.scalar(b"$"), lengths, pa.scalar(b"\r\n"), values, pa.scalar(b"\r\n"),
-                                       pa.scalar(b""))
+    return pc.binary_join_element_wise(
+        pa.scalar(b"$"), lengths, pa.scalar(b"\r\n"), values, pa.scalar(b"\r\n"), pa.scalar(b"")
+    )
 
 
 def _bulk_bytes(value: bytes | str) -> bytes:
@@ -260,32 +264,35 @@ def _bulk_bytes(value: bytes | str) -> bytes:
 class _Chunks:
     """A large_binary array whose consecutive elements can be taken as one contiguous bytes slice."""
 
-    def __init__(self, array: "pa.Array"):
+    def __init__(self, array: pa.Array):
         import numpy as np
         import pyarrow as pa
 
         array = array.cast(pa.large_binary())
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
-        self.offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+        self.offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + len(array) + 1]
         data = array.buffers()[2]
         self.data = memoryview(data) if data is not None else memoryview(b"")
 
     def slice(self, start: int, stop: int) -> memoryview:
-        return self.data[self.offsets[start]:self.offsets[stop]]
+        return self.data[self.offsets[start] : self.offsets[stop]]
 
 
-def _client(url: str) -> "redis.Redis":
+def _client(url: str) -> redis.Redis:
     import redis
 
     try:
         return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=60)
     except ValueError as error:  # a bad port or scheme: redis-py says so before connecting
-        raise OnlineStoreError(f"online_store.url {redact_url(url)} is not a valid Redis URL: "
-                               f"{reason(error, url)}") from None
+        raise OnlineStoreError(
+            f"online_store.url {redact_url(url)} is not a valid Redis URL: {reason(error, url)}"
+        ) from None
 
 
 class RedisBackend(Backend):
+    """Writes the online store to Redis: one hash per entity and view, and a state key per view."""
+
     def __init__(self, url: str, prefix: str):
         self.url = url
         self.prefix = prefix
@@ -293,7 +300,8 @@ class RedisBackend(Backend):
         self._client: redis.Redis | None = None
 
     @property
-    def client(self) -> "redis.Redis":
+    def client(self) -> redis.Redis:
+        """The Redis client, connected on first use."""
         if self._client is None:
             self.connect()
         assert self._client is not None
@@ -312,10 +320,12 @@ class RedisBackend(Backend):
         self._client = client
 
     def state_key(self, view: str) -> str:
+        """The key holding the sync state of ``view``."""
         return f"{self.prefix}:#state:{view}"
 
     @property
     def lock_key(self) -> str:
+        """The key of the store's sync lock."""
         return f"{self.prefix}:#lock"
 
     # ---- lock --------------------------------------------------------------------------
@@ -331,7 +341,8 @@ class RedisBackend(Backend):
         def attempt() -> bool:
             if client.set(self.lock_key, value, nx=True, px=LOCK_MS):
                 return True
-            held = client.get(self.lock_key)
+            # replies are bytes: the client is made without decode_responses
+            held = cast("bytes | None", client.get(self.lock_key))
             if held is not None:
                 owner_host, owner_pid = _lock_holder(held)
                 if owner_host == host and owner_pid and not _alive(owner_pid):
@@ -340,14 +351,15 @@ class RedisBackend(Backend):
             return False
 
         def owner() -> str:
-            held = client.get(self.lock_key)
+            held = cast("bytes | None", client.get(self.lock_key))
             return held.decode(errors="replace").split("|", 1)[0] if held else ""
 
         try:
             wait_for(wait, attempt, lambda: busy(self.description, owner(), wait))
         except redis.RedisError as error:
-            raise OnlineStoreError(f"cannot take the sync lock in {self.description}: "
-                                   f"{reason(error, self.url)}") from None
+            raise OnlineStoreError(
+                f"cannot take the sync lock in {self.description}: {reason(error, self.url)}"
+            ) from None
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(value, stop), daemon=True)
         beat.start()
@@ -371,13 +383,13 @@ class RedisBackend(Backend):
 
     # ---- state -------------------------------------------------------------------------
     def read_state(self, layout: ViewLayout) -> SyncState | None:
-        data = self.client.hget(self.state_key(layout.name), "state")
+        data = cast("bytes | None", self.client.hget(self.state_key(layout.name), "state"))
         return SyncState.from_bytes(data, layout.name) if data else None
 
     def states(self) -> list[SyncState]:
         found = []
         for key in sorted(self.client.scan_iter(match=_glob_escape(f"{self.prefix}:#state:") + "*", count=1000)):
-            data = self.client.hget(key, "state")
+            data = cast("bytes | None", self.client.hget(key, "state"))
             view = key.decode(errors="replace").removeprefix(f"{self.prefix}:#state:")
             state = SyncState.from_bytes(data, view) if data else None
             if state is not None:
@@ -385,8 +397,9 @@ class RedisBackend(Backend):
         return found
 
     # ---- writes ------------------------------------------------------------------------
-    def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
-              state: SyncState, progress: Progress) -> int:
+    def write(
+        self, layout: ViewLayout, table: pa.Table, changed: np.ndarray | None, state: SyncState, progress: Progress
+    ) -> int:
         import redis
 
         self.kept = 0
@@ -403,10 +416,15 @@ class RedisBackend(Backend):
             if scan:
                 self._drop_gone(layout, rows)
             pipe = self.client.pipeline(transaction=True)
-            pipe.hset(state_key, mapping={
-                "state": state.to_bytes(), "synced_at": state.synced_at.isoformat(), "rows": state.rows,
-                "signature": state.signature,
-            })
+            pipe.hset(
+                state_key,
+                mapping={
+                    "state": state.to_bytes(),
+                    "synced_at": state.synced_at.isoformat(),
+                    "rows": state.rows,
+                    "signature": state.signature,
+                },
+            )
             pipe.hdel(state_key, "incomplete")
             pipe.execute()
         except redis.RedisError as error:
@@ -416,12 +434,14 @@ class RedisBackend(Backend):
                 raise OnlineStoreError(
                     f"the Redis key {key} in {self.description} holds another type than the hash featurehouse "
                     f"keeps for an entity of view '{layout.name}'; run 'featurehouse sync --full-refresh --views "
-                    f"{layout.name}' to replace it") from None
-            raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: "
-                                   f"{reason(error, self.url)}") from None
+                    f"{layout.name}' to replace it"
+                ) from None
+            raise OnlineStoreError(
+                f"writing {layout.name} to {self.description} failed: {reason(error, self.url)}"
+            ) from None
         return written
 
-    def _keys(self, layout: ViewLayout, rows: "pa.Table") -> "pa.Array":
+    def _keys(self, layout: ViewLayout, rows: pa.Table) -> pa.Array:
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -432,7 +452,7 @@ class RedisBackend(Backend):
         joined = pc.binary_join_element_wise(*parts, pa.scalar(b":"))
         return pc.binary_join_element_wise(prefix, joined, pa.scalar(b""))
 
-    def _write_rows(self, layout: ViewLayout, rows: "pa.Table", force: bool, progress: Progress) -> int:
+    def _write_rows(self, layout: ViewLayout, rows: pa.Table, force: bool, progress: Progress) -> int:
         """Encode ``rows`` chunk by chunk with Arrow and stream EVALSHAs, replies read in a window.
 
         One reply per batch of entities keeps the client's parsing out of the way (one
@@ -470,7 +490,9 @@ class RedisBackend(Backend):
             self.client.connection_pool.release(connection)
         return written
 
-    def _encode(self, layout: ViewLayout, chunk: "pa.RecordBatch", force: bool, sha: bytes) -> Iterator[tuple[list[Any], int, int]]:
+    def _encode(
+        self, layout: ViewLayout, chunk: pa.RecordBatch, force: bool, sha: bytes
+    ) -> Iterator[tuple[list[Any], int, int]]:
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -489,18 +511,23 @@ class RedisBackend(Backend):
             columns.append(pa.array([b""] * chunk.num_rows, pa.binary()))
         columns += [pc.fill_null(t, b"") for t in texts]
         per_entity = _Chunks(pc.binary_join_element_wise(*[_bulk(c) for c in columns], empty))
-        fixed = b"".join(_bulk_bytes(a) for a in [
-            str(n), "f" if force else "c", "".join(_kind(d) for d in layout.dtypes) or "-", *layout.features])
+        fixed = b"".join(
+            _bulk_bytes(a)
+            for a in [str(n), "f" if force else "c", "".join(_kind(d) for d in layout.dtypes) or "-", *layout.features]
+        )
         fixed_count = 3 + n
         total = chunk.num_rows
         for start in range(0, total, BATCH):
             stop = min(start + BATCH, total)
             size = stop - start
             header = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n%s" % (
-                3 + size + fixed_count + size * (3 + n), sha, _bulk_bytes(str(size)))
+                3 + size + fixed_count + size * (3 + n),
+                sha,
+                _bulk_bytes(str(size)),
+            )
             yield [header, key_chunks.slice(start, stop), fixed, per_entity.slice(start, stop)], 1, size
 
-    def _drop_gone(self, layout: ViewLayout, rows: "pa.Table") -> None:
+    def _drop_gone(self, layout: ViewLayout, rows: pa.Table) -> None:
         """After a full refresh: delete the view's hashes whose entity is not in the snapshot."""
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -510,7 +537,7 @@ class RedisBackend(Backend):
         cursor = 0
         while True:
             cursor, keys = self.client.scan(cursor, match=pattern, count=20_000)
-            found.extend(keys)
+            found.extend(cast("list[bytes]", keys))
             if cursor == 0:
                 break
         if not found:
@@ -519,9 +546,9 @@ class RedisBackend(Backend):
         scanned = pa.array(found, pa.binary())
         gone = pc.filter(scanned, pc.invert(pc.is_in(scanned, value_set=current))).to_pylist()
         for start in range(0, len(gone), 10_000):
-            self.client.unlink(*gone[start:start + 10_000])
+            self.client.unlink(*gone[start : start + 10_000])
 
-    def reader(self, timeout: float | None = None) -> "RedisReader":
+    def reader(self, timeout: float | None = None) -> RedisReader:
         return RedisReader(self.url, self.prefix, timeout)
 
     def close(self) -> None:
@@ -593,8 +620,16 @@ def _json_list(b: bytes) -> list[Any]:
 
 
 # From the stored bytes to the dtype's Python value (None: the bytes as they are); each raises on anything else.
-_DECODERS = {"int32": _int, "int64": _int, "float32": float, "float64": float, "bool": _bool,
-             "string": lambda b: b.decode(), "bytes": None, "timestamp": _micros}
+_DECODERS = {
+    "int32": _int,
+    "int64": _int,
+    "float32": float,
+    "float64": float,
+    "bool": _bool,
+    "string": lambda b: b.decode(),
+    "bytes": None,
+    "timestamp": _micros,
+}
 
 
 def _array_decoder(inner: str) -> Any:
@@ -647,11 +682,13 @@ class RedisReader(Reader):
         try:
             # the socket timeouts bound a thread stuck on a frozen Redis (the server's deadline
             # answers the client first, and interrupt() usually frees the thread sooner)
-            self.pool = redis.ConnectionPool.from_url(url, socket_connect_timeout=timeout or 5,
-                                                      socket_timeout=timeout or 10)
+            self.pool = redis.ConnectionPool.from_url(
+                url, socket_connect_timeout=timeout or 5, socket_timeout=timeout or 10
+            )
         except ValueError as error:
-            raise OnlineStoreError(f"online_store.url {redact_url(url)} is not a valid Redis URL: "
-                                   f"{reason(error, url)}") from None
+            raise OnlineStoreError(
+                f"online_store.url {redact_url(url)} is not a valid Redis URL: {reason(error, url)}"
+            ) from None
         self._connections = Connections()
 
     def _connection(self) -> Any:
@@ -684,12 +721,14 @@ class RedisReader(Reader):
                 self._drop(connection)
                 if not attempt and not self._connections.interrupted():
                     continue
-                raise OnlineStoreError(f"the Redis online store {redact_url(self.url)} does not answer: "
-                                       f"{reason(error, self.url)}") from None
+                raise OnlineStoreError(
+                    f"the Redis online store {redact_url(self.url)} does not answer: {reason(error, self.url)}"
+                ) from None
             except redis.RedisError as error:
                 self._drop(connection)
-                raise OnlineStoreError(f"the Redis online store {redact_url(self.url)} does not answer: "
-                                       f"{reason(error, self.url)}") from None
+                raise OnlineStoreError(
+                    f"the Redis online store {redact_url(self.url)} does not answer: {reason(error, self.url)}"
+                ) from None
 
     def _drop(self, connection: Any) -> None:
         connection.disconnect()  # replies may be pending; the next read reconnects
@@ -729,12 +768,14 @@ class RedisReader(Reader):
                 if interrupted:
                     self._connections.clear_interrupt()
                 if attempt or interrupted or isinstance(error, redis.TimeoutError):
-                    raise OnlineStoreError(f"reading the Redis online store {redact_url(self.url)} failed: "
-                                           f"{reason(error, self.url)}") from None
+                    raise OnlineStoreError(
+                        f"reading the Redis online store {redact_url(self.url)} failed: {reason(error, self.url)}"
+                    ) from None
             except redis.RedisError as error:
                 self._drop(connection)
-                raise OnlineStoreError(f"reading the Redis online store {redact_url(self.url)} failed: "
-                                       f"{reason(error, self.url)}") from None
+                raise OnlineStoreError(
+                    f"reading the Redis online store {redact_url(self.url)} failed: {reason(error, self.url)}"
+                ) from None
         return replies
 
     def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[Any]:
@@ -744,11 +785,11 @@ class RedisReader(Reader):
             commands.extend(self._command(prepared, variant, keys))
         commands.extend(prepared.signature for prepared, _ in requests)
         replies = self._roundtrip(commands)
-        signatures = replies[len(replies) - len(requests):]
+        signatures = replies[len(replies) - len(requests) :]
         results: list[Any] = []
         position = 0
         for (prepared, keys), variant, signature in zip(requests, variants, signatures):
-            view_replies = replies[position:position + len(keys)]
+            view_replies = replies[position : position + len(keys)]
             position += len(keys)
             if not isinstance(signature, bytes):  # no state: never synced
                 results.append(None)
@@ -764,13 +805,16 @@ class RedisReader(Reader):
         if variant is None:
             data = self._roundtrip([prepared.state])[0]
             state = SyncState.from_bytes(data, prepared.view) if isinstance(data, bytes) else None
-            mask = synced_mask(prepared.layout, prepared.features, signature,
-                               state.features if state is not None else None)
+            mask = synced_mask(
+                prepared.layout, prepared.features, signature, state.features if state is not None else None
+            )
             variant = prepared.variants[signature] = _Variant(prepared.layout, prepared.features, mask)
         prepared.current = signature
         return variant
 
-    def _rows(self, prepared: _Prepared, variant: _Variant, replies: list[Any], keys: Sequence[tuple[Any, ...]]) -> ViewRows:
+    def _rows(
+        self, prepared: _Prepared, variant: _Variant, replies: list[Any], keys: Sequence[tuple[Any, ...]]
+    ) -> ViewRows:
         decoders = variant.decoders
         width = len(prepared.features)
         where = f"the Redis online store {redact_url(self.url)}"

@@ -31,6 +31,7 @@ from featurehouse.sync.layout import SyncState, ViewLayout, normalise
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
+    from sqlglot import exp
 
     from featurehouse.warehouse import Warehouse
 
@@ -40,22 +41,23 @@ class Changes:
     """What one sync of a view writes: ``rows`` (normalised), the mask of rows to upsert
     (None: a full refresh from ``rows``), and the state to commit with them."""
 
-    rows: "pa.Table"
-    changed: "np.ndarray | None"
+    rows: pa.Table
+    changed: np.ndarray | None
     state: SyncState
 
     @property
     def to_write(self) -> int:
+        """How many rows the sync will write."""
         return self.rows.num_rows if self.changed is None else int(self.changed.sum())
 
 
-def read_changes(warehouse: "Warehouse", layout: ViewLayout, previous: SyncState | None,
-                 full_refresh: bool, synced_at: datetime) -> Changes:
+def read_changes(
+    warehouse: Warehouse, layout: ViewLayout, previous: SyncState | None, full_refresh: bool, synced_at: datetime
+) -> Changes:
     """The rows of ``layout``'s snapshot to write now, given the state of the last sync."""
     origin = warehouse.origin(layout.model)
     # another target's table (dev, then ci, into one store): its watermark and fingerprints mean nothing here
-    full = (full_refresh or previous is None or previous.signature != layout.signature
-            or previous.origin != origin)
+    full = full_refresh or previous is None or previous.signature != layout.signature or previous.origin != origin
     columns = dict(_model_columns(warehouse, layout))
     if SNAPSHOT_BUILT_AT in columns:
         return _by_watermark(warehouse, layout, None if full else previous, columns[SNAPSHOT_BUILT_AT], synced_at)
@@ -68,42 +70,75 @@ def read_changes(warehouse: "Warehouse", layout: ViewLayout, previous: SyncState
     return Changes(rows, changed_rows(previous, hashes), state)
 
 
-def read_snapshot_table(warehouse: "Warehouse", layout: ViewLayout) -> "pa.Table":
+def read_snapshot_table(warehouse: Warehouse, layout: ViewLayout) -> pa.Table:
     """The snapshot's layout columns, as the warehouse types them."""
-    columns = ", ".join(f'"{c}"' for c in layout.columns)
-    return _query(warehouse, layout, f"select {columns} from {warehouse.relation(layout.model)}")
+    from sqlglot import exp
+
+    select = exp.select(*_columns(layout.columns)).from_(_table(warehouse, layout))
+    return _query(warehouse, layout, select.sql(dialect=warehouse.dialect))
 
 
-def _by_watermark(warehouse: "Warehouse", layout: ViewLayout, previous: SyncState | None, built_at_type: str,
-                  synced_at: datetime) -> Changes:
+def _columns(names: list[str] | tuple[str, ...]) -> list[exp.Column]:
+    from sqlglot import exp
+
+    return [exp.column(name, quoted=True) for name in names]
+
+
+def _table(warehouse: Warehouse, layout: ViewLayout) -> exp.Table:
+    """The model's relation as dbt names it (already quoted), as a sqlglot table."""
+    from sqlglot import exp
+
+    return exp.to_table(warehouse.relation(layout.model), dialect=warehouse.dialect)
+
+
+def _by_watermark(
+    warehouse: Warehouse, layout: ViewLayout, previous: SyncState | None, built_at_type: str, synced_at: datetime
+) -> Changes:
     import numpy as np
+    from sqlglot import exp
 
-    relation = warehouse.relation(layout.model)
-    built_at = f'"{SNAPSHOT_BUILT_AT}"'
-    columns = ", ".join(f'"{c}"' for c in layout.columns)
-    select = f"select {columns}, cast({built_at} as varchar) as __fh_built_at from {relation}"
+    dialect = warehouse.dialect
+    built_at = exp.column(SNAPSHOT_BUILT_AT, quoted=True)
+    select = exp.select(*_columns(layout.columns), exp.cast(built_at.copy(), "varchar").as_("__fh_built_at")).from_(
+        _table(warehouse, layout)
+    )
     since = previous.watermark if previous is not None else None
     if since is None:
-        fetched = _query(warehouse, layout, select)
+        fetched = _query(warehouse, layout, select.sql(dialect=dialect))
     else:
         # One statement: one consistent view of the model. The watermark is compared as the
-        # column's own type, from the text the warehouse printed for it last time.
-        bound = "cast('{}' as {})".format(since.replace("'", "''"), built_at_type)
-        fetched = _query(warehouse, layout, f"{select} where {built_at} > {bound} "
-                                            f"or (select max({built_at}) < {bound} from {relation})")
+        # column's own type, from the text the warehouse printed for it last time (a type
+        # sqlglot does not know is written as the warehouse named it).
+        bound = exp.cast(exp.Literal.string(since), exp.DataType.build(built_at_type, dialect=dialect, udt=True))
+        newest_before = exp.select(exp.LT(this=exp.Max(this=built_at.copy()), expression=bound.copy()))
+        select = select.where(
+            exp.or_(
+                exp.GT(this=built_at.copy(), expression=bound),
+                newest_before.from_(_table(warehouse, layout)).subquery(),
+            )
+        )
+        fetched = _query(warehouse, layout, select.sql(dialect=dialect))
     newest = _newest(fetched.column("__fh_built_at")) or since
     rows = normalise(fetched.drop_columns(["__fh_built_at"]), layout)
     total = rows.num_rows
     if since is not None:
-        total = _query(warehouse, layout, f"select count(*) from {relation}").column(0)[0].as_py()
-    state = SyncState(layout.name, layout.signature, synced_at, total, np.zeros(0, dtype=np.uint64), watermark=newest,
-                      origin=warehouse.origin(layout.model))
+        count = exp.select(exp.Count(this=exp.Star())).from_(_table(warehouse, layout))
+        total = _query(warehouse, layout, count.sql(dialect=dialect)).column(0)[0].as_py()
+    state = SyncState(
+        layout.name,
+        layout.signature,
+        synced_at,
+        total,
+        np.zeros(0, dtype=np.uint64),
+        watermark=newest,
+        origin=warehouse.origin(layout.model),
+    )
     if previous is None:
         return Changes(rows, None, state)
     return Changes(rows, np.ones(rows.num_rows, dtype=bool), state)
 
 
-def _newest(texts: "pa.ChunkedArray") -> str | None:
+def _newest(texts: pa.ChunkedArray) -> str | None:
     """The latest instant among ``texts``, kept as the warehouse printed it."""
     import pyarrow.compute as pc
 
@@ -112,21 +147,23 @@ def _newest(texts: "pa.ChunkedArray") -> str | None:
     return max(distinct, key=datetime.fromisoformat) if distinct else None
 
 
-def _model_columns(warehouse: "Warehouse", layout: ViewLayout) -> list[tuple[str, str]]:
+def _model_columns(warehouse: Warehouse, layout: ViewLayout) -> list[tuple[str, str]]:
+    from sqlglot import exp
+
     try:
-        return warehouse.columns(f"select * from {warehouse.relation(layout.model)}")
+        return warehouse.columns(exp.select("*").from_(_table(warehouse, layout)).sql(dialect=warehouse.dialect))
     except WarehouseError as error:
         raise _not_built(warehouse, layout, error) from None
 
 
-def _query(warehouse: "Warehouse", layout: ViewLayout, sql: str) -> "pa.Table":
+def _query(warehouse: Warehouse, layout: ViewLayout, sql: str) -> pa.Table:
     try:
         return warehouse.arrow(sql)
     except WarehouseError as error:
         raise _not_built(warehouse, layout, error) from None
 
 
-def _not_built(warehouse: "Warehouse", layout: ViewLayout, error: WarehouseError) -> WarehouseError:
+def _not_built(warehouse: Warehouse, layout: ViewLayout, error: WarehouseError) -> WarehouseError:
     """The read failed: say which relation was read, why that one, and what to run."""
     relations = warehouse.relations
     where = warehouse.relation(layout.model)
@@ -146,28 +183,30 @@ def _local_duckdb() -> tuple[object, threading.Lock]:
     return duckdb.connect(), threading.Lock()
 
 
-def fingerprints(table: "pa.Table") -> "np.ndarray":
+def fingerprints(table: pa.Table) -> np.ndarray:
     """One 64-bit hash per snapshot row (join keys, timestamps and features), by DuckDB.
 
     The hash function only has to be stable between two syncs: if it ever changes, every
     row looks changed once and is rewritten (conditional writes make that harmless).
     """
     import numpy as np
+    from sqlglot import exp
 
     if table.num_rows == 0:
         return np.zeros(0, dtype=np.uint64)
     con, lock = _local_duckdb()
-    everything = ", ".join(f'"{c}"' for c in table.column_names)
+    row_hash = exp.Anonymous(this="hash", expressions=_columns(table.column_names))
+    sql = exp.select(row_hash.as_("h")).from_("__fh_rows").sql(dialect="duckdb")
     with lock:
         con.register("__fh_rows", table)  # type: ignore[attr-defined]
         try:
-            result = con.sql(f"select hash({everything}) as h from __fh_rows").to_arrow_table()  # type: ignore[attr-defined]
+            result = con.sql(sql).to_arrow_table()  # type: ignore[attr-defined]
         finally:
             con.unregister("__fh_rows")  # type: ignore[attr-defined]
     return result.column("h").to_numpy().astype(np.uint64, copy=False)
 
 
-def changed_rows(state: SyncState, hashes: "np.ndarray") -> "np.ndarray":
+def changed_rows(state: SyncState, hashes: np.ndarray) -> np.ndarray:
     """Boolean mask of snapshot rows that were not in the last synced snapshot, exactly as they are now.
 
     A row hash covers the join keys, so an unchanged hash means an unchanged row; a change

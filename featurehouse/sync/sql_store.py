@@ -29,6 +29,12 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def literal(text: str) -> str:
+    """``text`` as a single-quoted SQL string, for a constant inside a statement prepared once
+    (values that vary go in as the driver's parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _unordered(expression: str, dtype: str) -> str:
     return expression
 
@@ -45,13 +51,15 @@ class SQLDialect:
     order: Callable[[str, str], str] = _unordered  # (expression, dtype) -> what compares as the warehouse does
 
     def column_type(self, dtype: str) -> str:
+        """The store's column type for a featurehouse dtype."""
         if dtype.startswith("array<"):
-            return self.array(self.column_type(dtype[len("array<"):-1]))
+            return self.array(self.column_type(dtype[len("array<") : -1]))
         return self.types[dtype]
 
 
-def create_table_sql(dialect: SQLDialect, layout: "ViewLayout", table: str, if_not_exists: bool = False,
-                     constraint: str | None = None) -> str:
+def create_table_sql(
+    dialect: SQLDialect, layout: ViewLayout, table: str, if_not_exists: bool = False, constraint: str | None = None
+) -> str:
     """The CREATE TABLE of a view's table ``table`` (already quoted); ``constraint`` names its primary key."""
     typed = dialect.column_type
     columns = [f"{quote(k)} {typed(d)} NOT NULL" for k, d in zip(layout.join_keys, layout.key_dtypes)]
@@ -63,13 +71,13 @@ def create_table_sql(dialect: SQLDialect, layout: "ViewLayout", table: str, if_n
     return f"CREATE TABLE {exists}{table} ({', '.join(columns)}, {name}PRIMARY KEY ({keys})) {dialect.table_options}"
 
 
-def insert_sql(dialect: SQLDialect, layout: "ViewLayout", table: str) -> str:
+def insert_sql(dialect: SQLDialect, layout: ViewLayout, table: str) -> str:
     """An INSERT of one row of ``layout.columns`` into ``table``, by parameters."""
     marks = ", ".join(dialect.placeholder for _ in layout.columns)
     return f"INSERT INTO {table} ({', '.join(quote(c) for c in layout.columns)}) VALUES ({marks})"
 
 
-def upsert_sql(dialect: SQLDialect, layout: "ViewLayout", table: str, source: str | None = None) -> str:
+def upsert_sql(dialect: SQLDialect, layout: ViewLayout, table: str, source: str | None = None) -> str:
     """The monotonic upsert into ``table``: a row replaces the stored one only if it beats it.
 
     ``source`` is a SELECT of ``layout.columns``; None: one row by parameters.
@@ -83,7 +91,10 @@ def upsert_sql(dialect: SQLDialect, layout: "ViewLayout", table: str, source: st
 
 
 def newer_condition(
-    layout: "ViewLayout", new: str, old: str, distinct: Callable[[str, str], str],
+    layout: ViewLayout,
+    new: str,
+    old: str,
+    distinct: Callable[[str, str], str],
     order: Callable[[str, str], str] = _unordered,
 ) -> str:
     """SQL that is true when row ``new`` beats row ``old`` by the point-in-time tie-break.
@@ -101,9 +112,11 @@ def newer_condition(
     # One flat OR of AND chains, not one nested level per feature: SQLite's parser overflows
     # its stack at about a dozen nested parentheses. AND binds tighter than OR.
     same_time = f"{ev_new} = {ev_old} and {distinct(cr_new, cr_old)}"
-    terms = [f"{ev_new} > {ev_old}",
-             f"{ev_new} = {ev_old} and {cr_new} is not null and {cr_old} is null",
-             f"{ev_new} = {ev_old} and {cr_new} > {cr_old}"]
+    terms = [
+        f"{ev_new} > {ev_old}",
+        f"{ev_new} = {ev_old} and {cr_new} is not null and {cr_old} is null",
+        f"{ev_new} = {ev_old} and {cr_new} > {cr_old}",
+    ]
     equal_so_far: list[str] = []
     for feature, dtype in zip(layout.features, layout.dtypes):
         a, b = order(col(new, feature), dtype), order(col(old, feature), dtype)
@@ -123,25 +136,32 @@ class SQLBackend(Backend):
         return quote(name)
 
     def state_table_sql(self) -> str:
+        """The statement creating the state table, one row per view."""
         typed = self.dialect.column_type
-        return (f"CREATE TABLE IF NOT EXISTS {self.table(STATE_TABLE)} (view {typed('string')} PRIMARY KEY, "
-                f"signature {typed('string')} NOT NULL, synced_at {typed('timestamp')} NOT NULL, "
-                f"rows {typed('int64')} NOT NULL, state {typed('bytes')} NOT NULL)")
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.table(STATE_TABLE)} (view {typed('string')} PRIMARY KEY, "
+            f"signature {typed('string')} NOT NULL, synced_at {typed('timestamp')} NOT NULL, "
+            f"rows {typed('int64')} NOT NULL, state {typed('bytes')} NOT NULL)"
+        )
 
-    def create_table_sql(self, layout: "ViewLayout", table: str, if_not_exists: bool = False,
-                         constraint: str | None = None) -> str:
+    def create_table_sql(
+        self, layout: ViewLayout, table: str, if_not_exists: bool = False, constraint: str | None = None
+    ) -> str:
+        """The statement creating ``layout``'s table, named ``table``, in this store's dialect."""
         return create_table_sql(self.dialect, layout, table, if_not_exists, constraint)
 
-    def upsert_sql(self, layout: "ViewLayout", table: str, source: str | None = None) -> str:
+    def upsert_sql(self, layout: ViewLayout, table: str, source: str | None = None) -> str:
+        """The statement upserting rows into ``table`` in this store's dialect (see ``upsert_sql``)."""
         return upsert_sql(self.dialect, layout, table, source)
 
     def stored_time(self, when: datetime) -> Any:
         """``when`` as the driver binds it to a timestamp column."""
         return when
 
-    def read_state(self, layout: "ViewLayout") -> SyncState | None:
-        row = self.con.execute(f"SELECT state FROM {self.table(STATE_TABLE)} WHERE view = {self.dialect.placeholder}",
-                               (layout.name,)).fetchone()
+    def read_state(self, layout: ViewLayout) -> SyncState | None:
+        row = self.con.execute(
+            f"SELECT state FROM {self.table(STATE_TABLE)} WHERE view = {self.dialect.placeholder}", (layout.name,)
+        ).fetchone()
         return SyncState.from_bytes(row[0], layout.name) if row else None
 
     def states(self) -> list[SyncState]:

@@ -51,8 +51,16 @@ if TYPE_CHECKING:
 BATCH_ROWS = 50_000
 CHUNK_KEYS = 500
 DIALECT = SQLDialect(
-    types={"bool": "INTEGER", "int32": "INTEGER", "int64": "INTEGER", "float32": "REAL", "float64": "REAL",
-           "string": "TEXT", "bytes": "BLOB", "timestamp": "TEXT"},
+    types={
+        "bool": "INTEGER",
+        "int32": "INTEGER",
+        "int64": "INTEGER",
+        "float32": "REAL",
+        "float64": "REAL",
+        "string": "TEXT",
+        "bytes": "BLOB",
+        "timestamp": "TEXT",
+    },
     array=lambda element: "TEXT",  # JSON
     placeholder="?",
     # WITHOUT ROWID: the primary key is the table's only B-tree (half the writes, one lookup per read)
@@ -70,6 +78,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class SQLiteBackend(SQLBackend):
+    """Writes the online store into one SQLite file: one table per view and a state table."""
+
     dialect = DIALECT
 
     def __init__(self, path: Path):
@@ -88,7 +98,7 @@ class SQLiteBackend(SQLBackend):
             self._con = _connect(self.path)
             self._con.execute(self.state_table_sql())
         except (OSError, sqlite3.Error) as error:
-            raise OnlineStoreError(f"cannot open {self.description}: {reason(error)}") from None
+            raise OnlineStoreError(f"cannot open {self.description}: {reason(error)}") from error
 
     @contextlib.contextmanager
     def lock(self, wait: float) -> Iterator[None]:
@@ -123,8 +133,9 @@ class SQLiteBackend(SQLBackend):
         return when.isoformat()
 
     # ---- writes ------------------------------------------------------------------------
-    def write(self, layout: ViewLayout, table: "pa.Table", changed: "np.ndarray | None",
-              state: SyncState, progress: Progress) -> int:
+    def write(
+        self, layout: ViewLayout, table: pa.Table, changed: np.ndarray | None, state: SyncState, progress: Progress
+    ) -> int:
         con = self.con
         self.kept = 0
         target = quote(layout.name)
@@ -157,11 +168,11 @@ class SQLiteBackend(SQLBackend):
         except sqlite3.Error as error:
             with contextlib.suppress(sqlite3.Error):
                 con.execute("ROLLBACK")
-            raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: {reason(error)}") from None
+            raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: {reason(error)}") from error
         return written
 
     @staticmethod
-    def _count_kept(con: sqlite3.Connection, layout: ViewLayout, table: "pa.Table") -> int:
+    def _count_kept(con: sqlite3.Connection, layout: ViewLayout, table: pa.Table) -> int:
         """Rows of ``table`` the store now holds otherwise: kept because the stored row beats them."""
         n = len(layout.join_keys)
         select = f"SELECT {', '.join(_ident(c) for c in layout.columns)} FROM {_ident(layout.name)} WHERE "
@@ -180,7 +191,7 @@ class SQLiteBackend(SQLBackend):
             kept += sum(1 for r in rows if stored.get(tuple(r[:n])) != tuple(r))
         return kept
 
-    def reader(self, timeout: float | None = None) -> "SQLiteReader":
+    def reader(self, timeout: float | None = None) -> SQLiteReader:
         return SQLiteReader(self.path, timeout)
 
     def close(self) -> None:
@@ -189,7 +200,7 @@ class SQLiteBackend(SQLBackend):
             self._con = None
 
 
-def python_rows(batch: "pa.RecordBatch", layout: ViewLayout) -> list[tuple[Any, ...]]:
+def python_rows(batch: pa.RecordBatch, layout: ViewLayout) -> list[tuple[Any, ...]]:
     """Rows of Python values in SQLite's storage form (timestamps as text, arrays as JSON)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -200,9 +211,13 @@ def python_rows(batch: "pa.RecordBatch", layout: ViewLayout) -> list[tuple[Any, 
         if dtype == "timestamp":
             column = column.cast(pa.string())
         elif dtype.startswith("array<"):
-            element = _json_element(dtype[len("array<"):-1])
-            columns.append([None if v is None else json.dumps([None if x is None else element(x) for x in v])
-                            for v in column.to_pylist()])
+            element = _json_element(dtype[len("array<") : -1])
+            columns.append(
+                [
+                    None if v is None else json.dumps([None if x is None else element(x) for x in v])
+                    for v in column.to_pylist()
+                ]
+            )
             continue
         if column.null_count == 0 and dtype not in ("bytes",):
             values = column.to_numpy(zero_copy_only=False).tolist()  # much faster than to_pylist
@@ -236,6 +251,7 @@ def _expect(kind: type | tuple[type, ...], name: str) -> Any:
         if type(v) in (kind if isinstance(kind, tuple) else (kind,)):
             return v
         raise ValueError(f"expected {name}, found {type(v).__name__}")
+
     return check
 
 
@@ -255,9 +271,13 @@ def _bool(v: Any) -> bool:
 
 # From the stored value to the dtype's Python value; each raises on anything else.
 _DECODERS = {
-    "bool": _bool, "int32": _expect(int, "an integer"), "int64": _expect(int, "an integer"),
-    "float32": _float, "float64": _float,  # a NaN is stored as the text 'NaN'
-    "string": _expect(str, "text"), "bytes": _expect(bytes, "a blob"),
+    "bool": _bool,
+    "int32": _expect(int, "an integer"),
+    "int64": _expect(int, "an integer"),
+    "float32": _float,
+    "float64": _float,  # a NaN is stored as the text 'NaN'
+    "string": _expect(str, "text"),
+    "bytes": _expect(bytes, "a blob"),
     "timestamp": lambda v: _parse_timestamp(_expect(str, "text")(v)),
 }
 
@@ -271,6 +291,7 @@ def _array_decoder(element: str) -> Any:
         if not isinstance(values, list):
             raise ValueError("expected a JSON array")
         return [None if x is None else inner(x) for x in values]
+
     return array
 
 
@@ -303,8 +324,10 @@ class _Variant:
         read = [features[i] for i in self.positions]
         cols = [*layout.join_keys, "event_timestamp", *read]
         # the state's signature, in the same statement: the rows and the layout they were written by agree
-        self.select = (f"SELECT (SELECT signature FROM {_ident(STATE_TABLE)} WHERE view = ?), "
-                       f"{', '.join(_ident(c) for c in cols)} FROM {_ident(layout.name)} WHERE ")
+        self.select = (
+            f"SELECT (SELECT signature FROM {_ident(STATE_TABLE)} WHERE view = ?), "
+            f"{', '.join(_ident(c) for c in cols)} FROM {_ident(layout.name)} WHERE "
+        )
         self.decoders = [decoder(layout.dtype(f), _DECODERS, _array_decoder) for f in read]
 
 
@@ -315,8 +338,11 @@ class _Prepared:
         self.layout = layout
         self.features = list(features)
         self.nkeys = len(layout.join_keys)
-        self.key_sql = (_ident(layout.join_keys[0]) if self.nkeys == 1
-                        else "(" + ", ".join(_ident(k) for k in layout.join_keys) + ")")
+        self.key_sql = (
+            _ident(layout.join_keys[0])
+            if self.nkeys == 1
+            else "(" + ", ".join(_ident(k) for k in layout.join_keys) + ")"
+        )
         self.variants = {layout.signature: _Variant(layout, features, [True] * len(features))}
         self.current = layout.signature  # the state signature last seen
 
@@ -333,14 +359,21 @@ class SQLiteReader(Reader):
         con = self._connections.get()
         if con is None:
             if not self.path.exists():
-                raise OnlineStoreError(f"the SQLite online store {self.path} does not exist yet; run 'featurehouse sync'")
+                raise OnlineStoreError(
+                    f"the SQLite online store {self.path} does not exist yet; run 'featurehouse sync'"
+                )
             try:
                 # timeout: how long a read waits on a lock (sqlite3's default is 5 s)
-                con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
-                                      check_same_thread=False, cached_statements=512,
-                                      timeout=self.timeout if self.timeout else 5.0)
+                con = sqlite3.connect(
+                    f"file:{self.path}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    cached_statements=512,
+                    timeout=self.timeout if self.timeout else 5.0,
+                )
             except sqlite3.Error as error:
-                raise OnlineStoreError(f"cannot open the SQLite online store {self.path}: {reason(error)}") from None
+                raise OnlineStoreError(f"cannot open the SQLite online store {self.path}: {reason(error)}") from error
             self._connections.add(con)
         return con
 
@@ -357,17 +390,18 @@ class SQLiteReader(Reader):
         try:
             self._con().execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         except sqlite3.Error as error:
-            raise OnlineStoreError(f"the SQLite online store {self.path} cannot be read: {reason(error)}") from None
+            raise OnlineStoreError(f"the SQLite online store {self.path} cannot be read: {reason(error)}") from error
 
     def read(self, requests: Sequence[tuple[_Prepared, Sequence[tuple[Any, ...]]]]) -> list[Any]:
         con = self._con()
-        results = []
+        results: list[ViewRows | None] = []
         for prepared, keys in requests:
             unique = list(dict.fromkeys(keys))
             try:
-                variant = prepared.variants[prepared.current]
+                current = prepared.variants[prepared.current]
+                variant: _Variant | None = current
                 try:
-                    rows = self._fetch_all(con, prepared, variant, unique)
+                    rows = self._fetch_all(con, prepared, current, unique)
                 except sqlite3.OperationalError as error:
                     if "no such column" not in str(error):
                         raise
@@ -384,27 +418,32 @@ class SQLiteReader(Reader):
                     raise OnlineStoreError(
                         f"the SQLite online store {self.path} is damaged: table '{prepared.layout.name}' lacks a "
                         f"column its sync state records ({reason(error)}); run 'featurehouse sync --full-refresh "
-                        f"--views {prepared.layout.name}'") from None
-                raise OnlineStoreError(f"reading the SQLite online store {self.path} failed: {reason(error)}") from None
+                        f"--views {prepared.layout.name}'"
+                    ) from error
+                raise OnlineStoreError(
+                    f"reading the SQLite online store {self.path} failed: {reason(error)}"
+                ) from error
             if variant is None or rows is None:
                 results.append(None)
                 continue
             results.append(self._rows(prepared, variant, rows, keys))
         return results
 
-    def _rows(self, prepared: _Prepared, variant: _Variant, rows: list[Any], keys: Sequence[tuple[Any, ...]]) -> ViewRows:
+    def _rows(
+        self, prepared: _Prepared, variant: _Variant, rows: list[Any], keys: Sequence[tuple[Any, ...]]
+    ) -> ViewRows:
         n = prepared.nkeys
         found: dict[tuple[Any, ...], Any] = {}
         decoders = variant.decoders
         width = len(prepared.features)
         view = prepared.layout.name
         for r in rows:
-            key = tuple(r[1:n + 1])
+            key = tuple(r[1 : n + 1])
 
             def bad(i: int, value: Any, problem: str, key: Any = key) -> None:
                 report_corrupt(str(self.path), view, key, prepared.features[variant.positions[i]], value, problem)
 
-            values = decode_values(r[n + 2:], decoders, bad)
+            values = decode_values(r[n + 2 :], decoders, bad)
             if variant.unsynced:
                 values = spread(values, variant.positions, width)
             try:
@@ -417,8 +456,9 @@ class SQLiteReader(Reader):
 
     def _variant(self, con: sqlite3.Connection, prepared: _Prepared) -> _Variant | None:
         """The variant for the view's current sync state (None: no state, never synced)."""
-        row = con.execute(f"SELECT signature, state FROM {_ident(STATE_TABLE)} WHERE view = ?",
-                          (prepared.layout.name,)).fetchone()
+        row = con.execute(
+            f"SELECT signature, state FROM {_ident(STATE_TABLE)} WHERE view = ?", (prepared.layout.name,)
+        ).fetchone()
         if row is None:
             return None
         signature = row[0]
@@ -432,16 +472,18 @@ class SQLiteReader(Reader):
         prepared.current = signature
         return variant
 
-    def _fetch_all(self, con: sqlite3.Connection, prepared: _Prepared, variant: _Variant,
-                   unique: list[tuple[Any, ...]]) -> list[Any]:
+    def _fetch_all(
+        self, con: sqlite3.Connection, prepared: _Prepared, variant: _Variant, unique: list[tuple[Any, ...]]
+    ) -> list[Any]:
         rows: list[Any] = []
         for start in range(0, len(unique), CHUNK_KEYS):  # SQLite caps bound variables
-            rows += self._fetch(con, prepared, variant, unique[start:start + CHUNK_KEYS])
+            rows += self._fetch(con, prepared, variant, unique[start : start + CHUNK_KEYS])
         return rows
 
     @staticmethod
-    def _fetch(con: sqlite3.Connection, prepared: _Prepared, variant: _Variant,
-               unique: list[tuple[Any, ...]]) -> list[Any]:
+    def _fetch(
+        con: sqlite3.Connection, prepared: _Prepared, variant: _Variant, unique: list[tuple[Any, ...]]
+    ) -> list[Any]:
         if prepared.nkeys == 1:
             where = f"{prepared.key_sql} IN ({', '.join('?' for _ in unique)})"
             params = [prepared.layout.name, *(k[0] for k in unique)]

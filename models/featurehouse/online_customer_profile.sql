@@ -9,7 +9,7 @@
 
 {{ featurehouse.incremental_latest_snapshot(
     relation=ref('fv_customer_profile'),
-    join_keys=["customer_id"],
+    join_keys=['customer_id'],
     features=[{'name': 'current_balance', 'dtype': 'float32'}, {'name': 'avg_passenger_count', 'dtype': 'float32'}, {'name': 'lifetime_trip_count', 'dtype': 'int64'}],
     ttl_seconds=172800,
     filter_by_created=false

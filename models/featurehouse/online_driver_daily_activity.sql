@@ -4,6 +4,6 @@
 
 {{ featurehouse.window_aggregation_snapshot(
     relation=ref('fv_driver_daily_activity'),
-    join_keys=["driver_id"],
+    join_keys=['driver_id'],
     aggregations=[{'name': 'stats_rows_1d', 'column': 'driver_id', 'function': 'count', 'window_seconds': 86400}, {'name': 'conv_rate_mean_1d', 'column': 'conv_rate', 'function': 'mean', 'window_seconds': 86400}, {'name': 'conv_rate_mean_7d', 'column': 'conv_rate', 'function': 'mean', 'window_seconds': 604800}, {'name': 'avg_daily_trips_max_7d', 'column': 'avg_daily_trips', 'function': 'max', 'window_seconds': 604800}]
 ) }}

@@ -9,7 +9,7 @@
 
 {{ featurehouse.incremental_latest_snapshot(
     relation=ref('fv_driver_hourly_stats'),
-    join_keys=["driver_id"],
+    join_keys=['driver_id'],
     features=[{'name': 'conv_rate', 'dtype': 'float32'}, {'name': 'acc_rate', 'dtype': 'float32'}, {'name': 'avg_daily_trips', 'dtype': 'int64'}, {'name': 'trips_per_hour', 'dtype': 'float64'}],
     ttl_seconds=86400,
     filter_by_created=false

@@ -12,21 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from featurehouse.cli.app import main
+from support.driver_stats import MINIMAL_SPECS
 from support.repos import write_repo
 
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
-SPEC = """\
-entities:
-  - {name: driver, join_keys: [driver_id]}
-sources:
-  - {name: stats, table: raw.stats, timestamp_field: event_timestamp}
-feature_views:
-  - name: driver_stats
-    entities: [driver]
-    source: stats
-    schema:
-      - {name: conv_rate, dtype: float64}
-"""
+SPEC = MINIMAL_SPECS
 
 
 def test_committed_example_models_are_fresh() -> None:

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support.reference import View, point_in_time_join
 
 BENCH = Path(__file__).resolve().parent.parent.parent / "bench"
@@ -41,23 +40,29 @@ def _rows(rng: random.Random, count: int) -> list[dict]:
     for _ in range(count):
         event = BASE + dt.timedelta(hours=rng.randrange(4))
         created = None if rng.random() < 0.2 else event + dt.timedelta(minutes=rng.randrange(2))
-        rows.append({
-            "driver_id": rng.randrange(3),
-            "event_timestamp": event,
-            "created_timestamp": created,
-            names[0]: None if rng.random() < 0.3 else rng.choice([0.25, 0.5, -1.5]),
-            names[1]: rng.choice([0.125, 0.75]),
-            names[2]: rng.randrange(3),
-        })
+        rows.append(
+            {
+                "driver_id": rng.randrange(3),
+                "event_timestamp": event,
+                "created_timestamp": created,
+                names[0]: None if rng.random() < 0.3 else rng.choice([0.25, 0.5, -1.5]),
+                names[1]: rng.choice([0.125, 0.75]),
+                names[2]: rng.randrange(3),
+            }
+        )
     return rows
 
 
 def _spine(rng: random.Random, count: int) -> list[dict]:
     # the bench's spine has no NULL times, and neither has this one
-    return [{"driver_id": rng.randrange(4),  # driver 3 has no rows
-             "event_timestamp": BASE + dt.timedelta(minutes=rng.randrange(-30, 30 * 60 + 24 * 60)),
-             "label": rng.randrange(2)}
-            for _ in range(count)]
+    return [
+        {
+            "driver_id": rng.randrange(4),  # driver 3 has no rows
+            "event_timestamp": BASE + dt.timedelta(minutes=rng.randrange(-30, 30 * 60 + 24 * 60)),
+            "label": rng.randrange(2),
+        }
+        for _ in range(count)
+    ]
 
 
 def _run(sql: str, rows: list[dict], spine: list[dict]) -> list[dict]:
@@ -69,10 +74,19 @@ def _run(sql: str, rows: list[dict], spine: list[dict]) -> list[dict]:
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"""create table main.fv_{VIEW} (driver_id bigint, event_timestamp timestamp,
                     created_timestamp timestamp, {names[0]} float, {names[1]} float, {names[2]} bigint)""")
-    con.executemany(f"insert into main.fv_{VIEW} values (?, ?, ?, ?, ?, ?)",
-                    [[row[c] for c in ("driver_id", "event_timestamp", "created_timestamp", *names)] for row in rows])
-    con.register("spine", pa.Table.from_pylist(spine, schema=pa.schema(
-        [("driver_id", pa.int64()), ("event_timestamp", pa.timestamp("us")), ("label", pa.int64())])))
+    con.executemany(
+        f"insert into main.fv_{VIEW} values (?, ?, ?, ?, ?, ?)",
+        [[row[c] for c in ("driver_id", "event_timestamp", "created_timestamp", *names)] for row in rows],
+    )
+    con.register(
+        "spine",
+        pa.Table.from_pylist(
+            spine,
+            schema=pa.schema(
+                [("driver_id", pa.int64()), ("event_timestamp", pa.timestamp("us")), ("label", pa.int64())]
+            ),
+        ),
+    )
     return con.sql(sql).to_arrow_table().to_pylist()
 
 

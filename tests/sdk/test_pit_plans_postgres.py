@@ -15,12 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from compile.test_aggregations import postgres_repo  # noqa: F401  (the window harness's built repo)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from support.pit_harness import REQUESTS, VIEWS, Harness, build, check, entity_df, random_rows, random_spine
 from support.repos import drop_postgres_schema, run_dbt
-from test_aggregations import postgres_repo  # noqa: F401  (the window harness's built repo)
 from test_point_in_time import all_rows, spines
 
 pytestmark = pytest.mark.postgres
@@ -234,15 +233,69 @@ def test_queries_run_without_jit_and_leave_the_session_as_it_was(postgres_url, t
 
 
 # ---- window min/max on Postgres: time buckets (macros/postgres_window_aggregation.sql) ----------
+def use_extremes(built, plan: str) -> None:
+    """Set the dbt var featurehouse_pg_window_extremes and drop the SDK's cached renderings."""
+    project = built.root / "dbt_project.yml"
+    text = project.read_text().split("\nvars:")[0]
+    project.write_text(text + f"\nvars:\n  featurehouse_pg_window_extremes: {plan}\n")
+    shutil.rmtree(built.root / "target" / "featurehouse" / "rendered", ignore_errors=True)
+
+
+def rendered_text(root: Path) -> str:
+    return "\n".join(p.read_text() for p in (root / "target" / "featurehouse" / "rendered").glob("*.sql"))
+
+
+@pytest.mark.parametrize("plan", ["buckets", "range"])
+def test_window_harness_matches_the_reference_on_each_extremes_plan(postgres_repo, plan):  # noqa: F811
+    from compile.test_aggregations import cases, check_against_reference
+
+    use_extremes(postgres_repo, plan)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(case=cases())
+    def run(case):
+        check_against_reference(postgres_repo, *case)
+
+    run()
+    assert ("__fh_x_pre" in rendered_text(postgres_repo.root)) == (plan == "buckets")
+
+
+def test_auto_takes_buckets_for_windows_dense_with_events(postgres_repo):  # noqa: F811
+    """Estimated events per key and window above 100 (table statistics): buckets; few
+    events: the RANGE frame."""
+    import datetime as dt
+
+    from compile.test_aggregations import check_against_reference, historical
+
+    start = dt.datetime(2024, 3, 31)
+    # 2 cards, one event a second each for 2 hours: ~3600 per 1h window, ~300 per 5m window
+    events = [{"card_id": 1 + i % 2, "event_timestamp": start + dt.timedelta(seconds=i // 2),
+               "amount": float(i % 97) - 40.0, "merchant": "a"} for i in range(14_400)]
+    spine = [{"card_id": c, "event_timestamp": start + dt.timedelta(minutes=m, microseconds=u), "label": f"r{i}"}
+             for i, (c, m, u) in enumerate((c, m, u) for c in (1, 2, 3) for m in (0, 5, 59, 60, 61, 119, 200)
+                                           for u in (0, 1))]
+    for rows, dense in ((events, True), (events[:20], False)):
+        postgres_repo.load(rows)
+        postgres_repo.execute(f"analyze {postgres_repo.table('fv_card_extremes')}")
+        use_extremes(postgres_repo, "auto")
+        historical(postgres_repo, spine[:1], "card_extremes")
+        assert ("__fh_x_pre" in rendered_text(postgres_repo.root)) == dense
+    postgres_repo.load(events)
+    postgres_repo.execute(f"analyze {postgres_repo.table('fv_card_extremes')}")
+    use_extremes(postgres_repo, "auto")
+    check_against_reference(postgres_repo, events, spine)
+
+
 def test_window_extremes_across_bucket_edges_and_before_1970(postgres_repo):  # noqa: F811
     """Buckets are [b*W, (b+1)*W) in microseconds since 1970: events exactly on a bucket edge,
     a microsecond either side, and times before 1970 (negative epochs, where `/` truncates
     toward zero) give the brute-force answer."""
     import datetime as dt
 
-    from test_aggregations import US, check_against_reference
+    from compile.test_aggregations import US, check_against_reference
 
     built = postgres_repo
+    use_extremes(built, "buckets")
     events, spine = [], []
     for base in (dt.datetime(1969, 12, 31, 23, 0), dt.datetime(1970, 1, 1), dt.datetime(2024, 3, 31, 1, 0),
                  dt.datetime(1950, 6, 1, 0, 5)):

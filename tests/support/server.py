@@ -16,10 +16,11 @@ from click.testing import CliRunner
 
 from featurehouse.cli.app import main
 from featurehouse.cli.example import write_example_data
+from support.driver_stats import feature_refs
 from support.repos import PACKAGE_ROOT, run_dbt, write_repo
 
 FEATUREHOUSE = str(Path(sys.executable).with_name("featurehouse"))
-FEATURES = ["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate", "driver_hourly_stats:avg_daily_trips"]
+FEATURES = feature_refs()  # the example repo's driver_hourly_stats (feature_specs/drivers.yml)
 BODY = {"features": FEATURES, "entities": {"driver_id": [1001, 1002]}}
 
 
