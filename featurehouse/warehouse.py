@@ -12,13 +12,14 @@ import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from featurehouse.dbt.profile import DbtTarget
 from featurehouse.errors import WarehouseError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from psycopg import Column
 
     from featurehouse.dbt.manifest import Relations
 
@@ -38,7 +39,9 @@ class Warehouse:
         """The quoted, schema-qualified name dbt gives ``model`` in this target."""
         if self.relations is not None:
             return self.relations.relation(model)
-        return f'"{self.target.schema}"."{model}"'
+        from sqlglot import exp
+
+        return exp.table_(model, db=self.target.schema, quoted=True).sql(dialect=self.dialect)
 
     def origin(self, model: str) -> str:
         """Where ``model``'s table lives, whatever the target is called: its database and relation."""
@@ -102,7 +105,7 @@ class DuckDBWarehouse(Warehouse):
                 # DuckDB allows one configuration per file per process: share it.
                 self._con = duckdb.connect(path)
         except duckdb.Error as error:
-            raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {error}") from None
+            raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {error}") from error
         # Timestamps are stored as UTC; show them as UTC whatever the machine's zone is.
         self._con.execute("SET TimeZone = 'UTC'").fetchall()
         # a library must not draw on its caller's terminal (notebooks, services, cron logs)
@@ -131,26 +134,35 @@ class DuckDBWarehouse(Warehouse):
     def relation(self, model: str) -> str:
         if self.relations is not None:
             return self.relations.relation(model)
-        database = self.target.config.get("database")
-        prefix = f'"{database}".' if database else ""
-        return f'{prefix}"{self.target.schema}"."{model}"'
+        from sqlglot import exp
+
+        database = self.target.config.get("database") or None
+        return exp.table_(model, db=self.target.schema, catalog=database, quoted=True).sql(dialect=self.dialect)
 
     def copy_database_to(self, path: Path) -> None:
         """Copy every schema, table and view of this database into a new DuckDB file at ``path``."""
         import duckdb
+        from sqlglot import exp
 
-        alias = "__fh_export"
-        literal = "'" + str(path).replace("'", "''") + "'"
+        alias = exp.to_identifier("__fh_export")
+        attach = exp.Attach(
+            this=exp.alias_(exp.Literal.string(str(path)), alias),
+            expressions=[exp.AttachOption(this=exp.var("READ_WRITE"))],
+        ).sql(dialect=self.dialect)
+        detach = exp.Detach(this=alias).sql(dialect=self.dialect)
         try:
-            source = self._con.execute("select current_database()").fetchone()[0]
+            row = self._con.execute("select current_database()").fetchone()
+            # current_database() always returns one row
+            source = exp.to_identifier(cast(tuple[str], row)[0], quoted=True).sql(dialect=self.dialect)
             # the warehouse stays read-only; only the new file is written
-            self._con.execute(f"ATTACH {literal} AS {alias} (READ_WRITE)").fetchall()
+            self._con.execute(attach).fetchall()
             try:
-                self._con.execute(f'COPY FROM DATABASE "{source}" TO {alias}').fetchall()
+                # sqlglot has no COPY FROM DATABASE: text around its identifiers
+                self._con.execute(f"COPY FROM DATABASE {source} TO {alias.sql(dialect=self.dialect)}").fetchall()
             finally:
-                self._con.execute(f"DETACH {alias}").fetchall()
+                self._con.execute(detach).fetchall()
         except duckdb.Error as error:
-            raise WarehouseError(_first_line(error)) from None
+            raise WarehouseError(_first_line(error)) from error
 
     def arrow(self, sql: str) -> pa.Table:
         import duckdb
@@ -158,7 +170,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             return self._con.sql(sql).to_arrow_table()
         except duckdb.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
+            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from error
 
     def execute(self, sql: str) -> None:
         self._con.execute(sql).fetchall()
@@ -169,7 +181,7 @@ class DuckDBWarehouse(Warehouse):
         try:
             rows = self._con.execute(f"DESCRIBE {sql}").fetchall()
         except duckdb.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
+            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from error
         return [(row[0], row[1]) for row in rows]
 
     @contextlib.contextmanager
@@ -267,14 +279,17 @@ class PostgresWarehouse(Warehouse):
 
     def columns(self, sql: str) -> list[tuple[str, str]]:
         import psycopg
+        from sqlglot import exp
 
         try:
             # a costly plan is JIT-compiled even under LIMIT 0: ~0.2 s to load LLVM, for nothing
             with self._con.transaction(), self._con.cursor() as cur:
                 cur.execute("SET LOCAL jit = off")
-                cur.execute(f"select * from ({sql}) as q limit 0")
-                names = [d.name for d in cur.description]
-                oids = [d.type_code for d in cur.description]
+                cur.execute(_select_from(sql, [exp.Star()]).limit(0).sql(dialect=self.dialect))
+                # a SELECT always describes its columns
+                description = cast("list[Column]", cur.description)
+                names = [d.name for d in description]
+                oids = [d.type_code for d in description]
                 # one round trip for all the type names, not one per column
                 cur.execute(
                     "select format_type(o, null) from unnest(%s::oid[]) with ordinality as t(o, i) order by i", (oids,)
@@ -289,20 +304,27 @@ class PostgresWarehouse(Warehouse):
         import psycopg
         import pyarrow as pa
         import pyarrow.csv as pacsv
+        from sqlglot import exp
 
         columns = self.columns(sql)
-        select = ", ".join(
-            # arrays travel as JSON text, bytea as hex; both are decoded below
-            f'to_json("{name}")::text as "{name}"' if kind.endswith("[]") else f'"{name}"'
-            for name, kind in columns
-        )
+        select = _select_from(
+            sql,
+            [
+                # arrays travel as JSON text, bytea as hex; both are decoded below
+                exp.cast(exp.func("to_json", exp.column(name, quoted=True)), "text").as_(name, quoted=True)
+                if kind.endswith("[]")
+                else exp.column(name, quoted=True)
+                for name, kind in columns
+            ],
+        ).sql(dialect=self.dialect)
         buffer = io.BytesIO()
         try:
             # JIT compiling featurehouse's joins cost ~16% of their time and never paid back:
             # off for this statement's transaction only, whatever the server's setting
             with self._con.transaction(), self._con.cursor() as cur:
                 cur.execute("SET LOCAL jit = off")
-                copy_out = f"COPY (select {select} from ({sql}) as q) TO STDOUT WITH (FORMAT csv, HEADER false)"
+                # COPY stays text around the sqlglot-built query (its TO STDOUT form is psycopg's)
+                copy_out = f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER false)"
                 with cur.copy(copy_out) as copy:
                     for block in copy:
                         buffer.write(block)
@@ -338,17 +360,37 @@ class PostgresWarehouse(Warehouse):
     @contextlib.contextmanager
     def spine(self, table: pa.Table) -> Iterator[str]:
         import psycopg
+        from sqlglot import exp
 
-        columns = ", ".join(f'"{f.name}" {postgres_type(f.type)}' for f in table.schema)
+        spine = exp.to_table(SPINE_PLACEHOLDER)
+        # `this` for sqlglot < 30, `tables` since
+        drop = exp.Drop(this=spine, tables=[spine.copy()], kind="TABLE", exists=True).sql(dialect=self.dialect)
+        create = exp.Create(
+            this=exp.Schema(
+                this=spine.copy(),
+                expressions=[
+                    exp.ColumnDef(
+                        this=exp.to_identifier(f.name, quoted=True),
+                        kind=exp.DataType.build(postgres_type(f.type), dialect=self.dialect),
+                    )
+                    for f in table.schema
+                ],
+            ),
+            kind="TABLE",
+            properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+        ).sql(dialect=self.dialect)
+        # COPY ... FROM STDIN stays text around the sqlglot-built table and column names
+        target = exp.Schema(
+            this=spine.copy(), expressions=[exp.to_identifier(f.name, quoted=True) for f in table.schema]
+        ).sql(dialect=self.dialect)
         try:
-            self._con.execute(f"DROP TABLE IF EXISTS {SPINE_PLACEHOLDER}")
-            self._con.execute(f"CREATE TEMPORARY TABLE {SPINE_PLACEHOLDER} ({columns})")
-            names = ", ".join(f'"{f.name}"' for f in table.schema)
+            self._con.execute(drop)
+            self._con.execute(create)
             with self._con.cursor() as cur:
                 if _csv_copyable(table.schema):
-                    _copy_csv(cur, f"COPY {SPINE_PLACEHOLDER} ({names}) FROM STDIN WITH (FORMAT csv)", table)
+                    _copy_csv(cur, f"COPY {target} FROM STDIN WITH (FORMAT csv)", table)
                 else:
-                    with cur.copy(f"COPY {SPINE_PLACEHOLDER} ({names}) FROM STDIN") as copy:
+                    with cur.copy(f"COPY {target} FROM STDIN") as copy:
                         for batch in table.to_batches(max_chunksize=50_000):
                             for row in zip(*(col.to_pylist() for col in batch.columns)):
                                 copy.write_row(row)
@@ -359,10 +401,18 @@ class PostgresWarehouse(Warehouse):
             yield SPINE_PLACEHOLDER
         finally:
             with contextlib.suppress(psycopg.Error):
-                self._con.execute(f"DROP TABLE IF EXISTS {SPINE_PLACEHOLDER}")
+                self._con.execute(drop)
 
     def close(self) -> None:
         self._con.close()
+
+
+def _select_from(sql: str, columns: list[Any]) -> Any:
+    """``SELECT columns FROM (sql) AS q`` as a sqlglot query; ``sql`` (dbt-compiled, possibly
+    large) is passed through as text, not parsed."""
+    from sqlglot import exp
+
+    return exp.select(*columns).from_(exp.paren(exp.Var(this=sql)).as_("q"))
 
 
 def _csv_copyable(schema: pa.Schema) -> bool:

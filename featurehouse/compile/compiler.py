@@ -21,7 +21,7 @@ from sqlglot import exp
 
 from featurehouse.compile.header import GENERATED_MARK, model_header
 from featurehouse.errors import CompileError, SpecError, did_you_mean, excerpt
-from featurehouse.plan.jinja import jinja_string
+from featurehouse.plan.jinja import JinjaCode, jinja_call, jinja_literal
 from featurehouse.plan.joins import (  # noqa: F401  (re-exported: the compiler's public names)
     FEATURE_VIEW_PREFIX,
     feature_dtypes,
@@ -48,7 +48,7 @@ _SCALAR_TYPES = {
     "bytes": exp.DataType.Type.VARBINARY,
     "timestamp": exp.DataType.Type.TIMESTAMP,
 }
-_FORBIDDEN_IN_EXPRESSIONS: dict[type[exp.Expression], str] = {
+_FORBIDDEN_IN_EXPRESSIONS: dict[type[exp.Expr], str] = {
     exp.Query: "a subquery",
     exp.Subquery: "a subquery",
     exp.AggFunc: "an aggregate function",
@@ -89,7 +89,7 @@ class _Jinja:
         self.snippets[token] = snippet
         return token
 
-    def __call__(self, snippet: str) -> exp.Expression:
+    def __call__(self, snippet: str) -> exp.Expr:
         return exp.column(self._token(snippet))
 
     def table(self, snippet: str) -> exp.Table:
@@ -118,13 +118,21 @@ class _Jinja:
         return sql
 
 
-def source_relation_jinja(source: Source | Spine, dialect: str) -> str:
-    """The Jinja/SQL text that names a source or spine inside a model."""
+def _relation_call(source: Source | Spine) -> JinjaCode | None:
+    """``ref('x')`` or ``source('s', 't')`` when dbt names the relation, else None."""
     if source.ref is not None:
-        return f"{{{{ ref({jinja_string(source.ref)}) }}}}"
+        return jinja_call("ref", source.ref)
     if source.source is not None:
         source_name, table_name = source.source.split(".")
-        return f"{{{{ source({jinja_string(source_name)}, {jinja_string(table_name)}) }}}}"
+        return jinja_call("source", source_name, table_name)
+    return None
+
+
+def source_relation_jinja(source: Source | Spine, dialect: str) -> str:
+    """The Jinja/SQL text that names a source or spine inside a model."""
+    code = _relation_call(source)
+    if code is not None:
+        return "{{ " + code + " }}"
     if source.table is not None:
         return exp.to_table(source.table).sql(dialect=dialect, identify=True)
     assert source.path is not None
@@ -139,9 +147,7 @@ def source_relation_jinja(source: Source | Spine, dialect: str) -> str:
 # ---- expressions ----------------------------------------------------------------------------------
 
 
-def parse_expression(
-    repo: FeatureRepo, view: FeatureView, index: int, dialect: str, columns: set[str]
-) -> exp.Expression:
+def parse_expression(repo: FeatureRepo, view: FeatureView, index: int, dialect: str, columns: set[str]) -> exp.Expr:
     """Parse and check ``schema[index].expression``: one scalar expression over source columns."""
     feature = view.features[index]
     text = feature.expression or ""
@@ -233,10 +239,10 @@ def feature_view_sql(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
     jinja = _Jinja()
     columns = known_source_columns(repo, view)
 
-    def source_column(name: str) -> exp.Expression:
+    def source_column(name: str) -> exp.Expr:
         return exp.column(reverse.get(name, name), quoted=True)
 
-    selects: list[exp.Expression] = []
+    selects: list[exp.Expr] = []
     for key in repo.join_keys(view):
         selects.append(exp.cast(source_column(key), sql_type(repo.join_key_dtype(view, key))).as_(key, quoted=True))
     selects.append(_utc(jinja, source.timestamp_field, dialect).as_(EVENT_TIMESTAMP, quoted=True))
@@ -272,13 +278,12 @@ def _feature_view_config(repo: FeatureRepo, view: FeatureView, dialect: str) -> 
     if dialect != "postgres":
         return "{{ config(materialized='table') }}\n\n"
     columns = [exp.column(c, quoted=True).sql(dialect=dialect) for c in [*repo.join_keys(view), EVENT_TIMESTAMP]]
-    listed = ", ".join(jinja_string(c) for c in columns)
-    return "{{ config(materialized='table', indexes=[{'columns': [" + listed + "]}]) }}\n\n"
+    return "{{ config(materialized='table', indexes=" + jinja_literal([{"columns": columns}]) + ") }}\n\n"
 
 
-def _utc(jinja: _Jinja, column: str, dialect: str) -> exp.Expression:
+def _utc(jinja: _Jinja, column: str, dialect: str) -> exp.Expr:
     quoted = exp.column(column, quoted=True).sql(dialect=dialect)
-    return jinja(f"{{{{ featurehouse.utc_timestamp({jinja_string(quoted)}) }}}}")
+    return jinja("{{ " + jinja_call("featurehouse.utc_timestamp", quoted) + " }}")
 
 
 def training_set_sql(repo: FeatureRepo, name: str, dialect: str) -> str:
@@ -287,16 +292,13 @@ def training_set_sql(repo: FeatureRepo, name: str, dialect: str) -> str:
     # output names were checked when the repo was loaded (repo._check_training_set_columns)
     plan = JoinPlan(tuple(repo.resolve_features(training_set.features)), training_set.full_feature_names)
     spine = training_set.spine
-    relation = source_relation_jinja(spine, dialect)
-    if relation.startswith("{{ ") and relation.endswith(" }}"):
-        spine_argument = relation[3:-3]
-    else:
-        spine_argument = jinja_string(relation)
+    # ref('labels') / source('s', 't'), or a string literal naming the relation
+    spine_argument = _relation_call(spine) or jinja_literal(source_relation_jinja(spine, dialect))
     call = point_in_time_call(repo, plan, spine_argument, spine.timestamp_field or EVENT_TIMESTAMP)
     origin = repo.origin("training_sets", name)
     # Postgres: JIT compiling the join cost ~16% of its time; off for this statement's
     # transaction only (a pre-hook runs inside the model's transaction), never server-wide
-    hooks = ", pre_hook='set local jit = off'" if dialect == "postgres" else ""
+    hooks = (", pre_hook=" + jinja_literal("set local jit = off")) if dialect == "postgres" else ""
     return (
         model_header(f"training set '{name}'", origin)
         + "{{ config(materialized='table'"
@@ -324,7 +326,7 @@ def service_exposure(repo: FeatureRepo, name: str) -> dict[str, Any]:
         "type": "ml",
         "description": service.description or f"Feature service {name}.",
         "owner": {"email": owner} if "@" in owner else {"name": owner},
-        "depends_on": [f"ref('{feature_view_model(v)}')" for v in views],
+        "depends_on": [str(jinja_call("ref", feature_view_model(v))) for v in views],
         "config": {
             "meta": {"featurehouse": {"kind": "feature_service", "name": name, "features": list(service.features)}}
         },
@@ -533,7 +535,7 @@ def _check_jinja_names(name: str, text: str) -> None:
     except jinja2.TemplateSyntaxError as error:
         raise CompileError(
             f"{name}: the generated Jinja does not parse (line {error.lineno}): {excerpt(error.message or '', 100)}"
-        ) from None
+        ) from error
     for line, kind, value in tokens:
         if kind == "comment_begin" or (kind == "name" and value not in GENERATED_JINJA_NAMES):
             raise CompileError(
@@ -629,5 +631,5 @@ def write(models_dir: Path, files: dict[str, str]) -> CompileResult:
     except OSError as error:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
-        raise CompileError(f"could not write {current}: {error.strerror or error}") from None
+        raise CompileError(f"could not write {current}: {error.strerror or error}") from error
     return result

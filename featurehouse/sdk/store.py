@@ -254,6 +254,8 @@ class RetrievalJob:
 
         Both happen when specs changed (or were compiled) without a ``dbt build`` after.
         """
+        from sqlglot import exp
+
         from featurehouse.errors import WarehouseError
         from featurehouse.plan.joins import feature_view_model
 
@@ -261,8 +263,10 @@ class RetrievalJob:
             view = selection.view
             model = feature_view_model(view.name)
             relation = warehouse.relation(model)
+            table = exp.to_table(relation, dialect=warehouse.dialect)
+            query = exp.paren(exp.select(exp.Star()).from_(table)).sql(dialect=warehouse.dialect)
             try:
-                present = {name for name, _ in warehouse.columns(f"(select * from {relation})")}
+                present = {name for name, _ in warehouse.columns(query)}
             except WarehouseError:
                 if model in str(error):
                     return WarehouseError(
@@ -286,10 +290,13 @@ class RetrievalJob:
 
     def _render(self, spine: str, timestamp: str, columns: list[str], order_column: str | None) -> str:
         from featurehouse.dbt.rendering import render
+        from featurehouse.plan.jinja import jinja_string
         from featurehouse.plan.joins import point_in_time_call
 
         placeholder = "__fh_spine_relation__"
-        call = point_in_time_call(self.store.repo, self.plan, repr(placeholder), timestamp, columns, order_column)
+        call = point_in_time_call(
+            self.store.repo, self.plan, jinja_string(placeholder), timestamp, columns, order_column
+        )
         sql = render(self.store.repo_path, self.store.target, call)
         return sql.replace(placeholder, spine)
 
