@@ -6,20 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.driver_stats import MINIMAL_SPECS as SPEC
 from support.repos import write_repo
 
-SPEC = """\
-entities:
-  - {name: driver, join_keys: [driver_id]}
-sources:
-  - {name: stats, table: raw.stats, timestamp_field: event_timestamp}
-feature_views:
-  - name: driver_stats
-    entities: [driver]
-    source: stats
-    schema:
-      - {name: conv_rate, dtype: float64}
-"""
 FEATUREHOUSE = str(Path(sys.executable).parent / "featurehouse")
 
 
