@@ -327,3 +327,20 @@ def test_the_postgres_bench_runs_and_prints_its_tables(postgres_url):
         assert result.returncode == 0, result.stderr[-3000:]
         assert "identical results" in result.stdout or extra, result.stdout
         assert header in result.stdout, result.stdout
+
+
+def test_an_unknown_extremes_var_is_one_sentence(postgres_repo):  # noqa: F811
+    import datetime as dt
+
+    from compile.test_aggregations import historical
+
+    from featurehouse.errors import CompileError
+
+    use_extremes(postgres_repo, "sparse")
+    spine = [{"card_id": 1, "event_timestamp": dt.datetime(2024, 3, 31), "label": "r0"}]
+    try:
+        expected = "featurehouse_pg_window_extremes is 'sparse'; expected auto, range or buckets"
+        with pytest.raises(CompileError, match=expected):
+            historical(postgres_repo, spine, "card_extremes")
+    finally:
+        use_extremes(postgres_repo, "auto")
