@@ -186,11 +186,11 @@ def child(args: argparse.Namespace) -> None:
 
     repo = Path(args.repo)
     spine = pd.read_parquet(repo / "data" / "spine.parquet")
-    if args.child in ("sdk", "sdk-sort", "sdk-windows"):
+    if args.child in ("sdk", "sdk-sort") or args.child.startswith("sdk-windows"):
         from featurehouse.sdk.store import FeatureStore
 
         store = FeatureStore(repo, target="pg")
-        features = "stats_windows" if args.child == "sdk-windows" else [f"stats:{n}" for n, _ in FEATURES]
+        features = "stats_windows" if args.child.startswith("sdk-windows") else [f"stats:{n}" for n, _ in FEATURES]
         result = store.get_historical_features(spine, features).to_df()
     else:
         result = hand_written(args, spine)
@@ -240,22 +240,24 @@ def run_child(args: argparse.Namespace, repo: Path, kind: str, save: str | None 
     if save:
         command += ["--save", save]
     if kind == "sdk-sort":
-        set_plan(repo, "sort")
+        set_vars(repo, {"featurehouse_pg_plan": "sort"})
+    elif kind.startswith("sdk-windows-"):  # sdk-windows-range / -buckets: force the min/max method
+        set_vars(repo, {"featurehouse_pg_window_extremes": kind.removeprefix("sdk-windows-")})
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True)
     elapsed = time.perf_counter() - start
-    if kind == "sdk-sort":
-        set_plan(repo, None)
+    if kind == "sdk-sort" or kind.startswith("sdk-windows-"):
+        set_vars(repo, {})
     if done.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{done.stderr.decode()[-3000:]}")
     return elapsed, b"rendered-with-dbt" in done.stdout
 
 
-def set_plan(repo: Path, plan: str | None) -> None:
-    """Force featurehouse's plan with the dbt var (None: auto); each plan has its own cached rendering."""
+def set_vars(repo: Path, values: dict[str, str]) -> None:
+    """Force featurehouse's choices with dbt vars (empty: auto); each choice has its own cached rendering."""
     project = repo / "dbt_project.yml"
     text = project.read_text().split("vars:")[0]
-    project.write_text(text + (f"vars:\n  featurehouse_pg_plan: {plan}\n" if plan else ""))
+    project.write_text(text + ("vars:\n" + "".join(f"  {k}: {v}\n" for k, v in values.items()) if values else ""))
 
 
 def verify(args: argparse.Namespace, repo: Path, kinds: list[str]) -> None:
@@ -292,6 +294,8 @@ def main() -> None:
     parser.add_argument("--no-distinct-on", action="store_true", help="skip the DISTINCT ON query (slow at --large)")
     parser.add_argument("--aggregations", action="store_true",
                         help="only the 9 window aggregations (sum, count, max over 1h, 1d, 7d) vs the one-view join")
+    parser.add_argument("--extremes", action="store_true",
+                        help="with --aggregations: also force each min/max method (RANGE frame, time buckets)")
     parser.add_argument("--spine-rows", type=int)
     parser.add_argument("--feature-rows", type=int)
     parser.add_argument("--entities", type=int)
@@ -347,7 +351,8 @@ def main() -> None:
 
 def aggregation_rounds(args: argparse.Namespace, repo: Path) -> None:
     """The 9 window aggregations against the one-view point-in-time join, whole processes."""
-    samples: dict[str, list[float]] = {"sdk": [], "sdk-windows": []}
+    kinds = ["sdk", "sdk-windows", *(["sdk-windows-range", "sdk-windows-buckets"] if args.extremes else [])]
+    samples: dict[str, list[float]] = {kind: [] for kind in kinds}
     for kind in samples:  # a first, unmeasured run of each renders and warms the cache
         run_child(args, repo, kind)
     for _ in range(args.repeat):
@@ -359,8 +364,11 @@ def aggregation_rounds(args: argparse.Namespace, repo: Path) -> None:
           f"{args.repeat} interleaved rounds; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print("| variant | median s | best s | ratio to the one-view join |")
     print("| --- | --- | --- | --- |")
-    for kind, label in (("sdk", "point-in-time join, 1 view"), ("sdk-windows", "9 window aggregations")):
-        values = samples[kind]
+    labels = {"sdk": "point-in-time join, 1 view", "sdk-windows": "9 window aggregations",
+              "sdk-windows-range": "9 window aggregations, min/max by RANGE frame",
+              "sdk-windows-buckets": "9 window aggregations, min/max by time buckets"}
+    for kind, values in samples.items():
+        label = labels[kind]
         median = statistics.median(values)
         print(f"| {label} | {median:.2f} | {min(values):.2f} | {median / base:.2f} |")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from featurehouse.errors import FeaturehouseError, RequestError, did_you_mean
 from featurehouse.plan.joins import feature_dtypes
 from featurehouse.spec.durations import format_duration
+from featurehouse.spec.request_views import regular_selections
 
 if TYPE_CHECKING:
     from featurehouse.spec.repo import FeatureRepo
@@ -64,7 +65,7 @@ def service_usage(repo: FeatureRepo, view_name: str) -> list[dict[str, Any]]:
     """The feature services reading ``view_name``, with the features each one reads."""
     used = []
     for service in repo.feature_services.values():
-        for selection in repo.resolve_features(service.features):
+        for selection in regular_selections(repo, service.features):
             if selection.view.name == view_name:
                 used.append({"name": service.name, "features": list(selection.features)})
     return used
@@ -74,7 +75,7 @@ def training_set_usage(repo: FeatureRepo, view_name: str) -> list[dict[str, Any]
     """The training sets joining ``view_name``, with the features and the service they go through."""
     used = []
     for training_set in repo.training_sets.values():
-        for selection in repo.resolve_features(training_set.features):
+        for selection in regular_selections(repo, training_set.features):
             if selection.view.name == view_name:
                 via = training_set.features if isinstance(training_set.features, str) else None
                 used.append(
@@ -88,7 +89,7 @@ def training_set_usage(repo: FeatureRepo, view_name: str) -> list[dict[str, Any]
 
 
 def _views_of(repo: FeatureRepo, features: str | list[str]) -> list[str]:
-    return [s.view.name for s in repo.resolve_features(features)]
+    return [s.view.name for s in regular_selections(repo, features)]
 
 
 # ---- one object each -------------------------------------------------------------------------------
@@ -110,7 +111,13 @@ def entity_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
 def source_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
     """What ``describe`` shows for a source: where its data is, its timestamps, description."""
     source = repo.sources[name]
-    location = next((k, getattr(source, k)) for k in ("ref", "source", "table", "path") if getattr(source, k))
+    fed = source.push.batch_source if source.push is not None else name  # the views read this source
+    if source.push is not None:  # a push source: where its rows go, and the batch source's timestamps
+        batch = repo.sources.get(source.push.batch_source, source)
+        location: tuple[str, Any] = ("push", f"extends {source.push.batch_source}")
+        source = batch.model_copy(update={"name": name, "description": source.description})
+    else:
+        location = next((k, getattr(source, k)) for k in ("ref", "source", "table", "path") if getattr(source, k))
     return {
         "kind": "source",
         "name": name,
@@ -119,7 +126,7 @@ def source_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
         "created_timestamp_column": source.created_timestamp_column,
         "field_mapping": dict(source.field_mapping),
         "description": source.description,
-        "feature_views": [v.name for v in repo.feature_views.values() if v.source == name],
+        "feature_views": [v.name for v in repo.feature_views.values() if v.source == fed],
         "spec": _origin(repo, "sources", name),
     }
 
@@ -180,7 +187,7 @@ def service_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
         "description": service.description,
         "owner": service.owner,
         "tags": dict(service.tags),
-        "features": [f"{s.view.name}:{f}" for s in repo.resolve_features(service.features) for f in s.features],
+        "features": [f"{s.view.name}:{f}" for s in regular_selections(repo, service.features) for f in s.features],
         "feature_views": _views_of(repo, service.features),
         "training_sets": [t.name for t in repo.training_sets.values() if t.features == name],
         "spec": _origin(repo, "feature_services", name),
@@ -203,7 +210,7 @@ def training_set_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
         "tags": dict(training_set.tags),
         "spine": {location[0]: location[1]},
         "feature_service": features if isinstance(features, str) and features in repo.feature_services else None,
-        "features": [f"{s.view.name}:{f}" for s in repo.resolve_features(features) for f in s.features],
+        "features": [f"{s.view.name}:{f}" for s in regular_selections(repo, features) for f in s.features],
         "feature_views": _views_of(repo, features),
         "full_feature_names": training_set.full_feature_names,
         "model": training_set_model(name),
@@ -318,15 +325,38 @@ def online_state(store: Any, view_names: list[str]) -> dict[str, dict[str, Any]]
     try:
         backend.connect()
         states = {s.view: s for s in backend.states()}
+        pushes = backend.push_times()  # the last push per view (docs/push.md)
     except FeaturehouseError as error:
         return {v: {"error": str(error)} for v in view_names}
     finally:
         backend.close()
+    from featurehouse.sync.layout import PUSHED_ONLY
+
     for view in view_names:
         state = states.get(view)
-        if state is not None:
+        if state is not None and state.origin != PUSHED_ONLY:  # a state only a push wrote: never synced
             never[view] = {"last_sync": state.synced_at.isoformat(), "rows": state.rows}
+        if view in pushes:
+            never[view]["last_push"] = pushes[view].isoformat()
+    _offline_pushes(store, never)
     return never
+
+
+def _offline_pushes(store: Any, found: dict[str, dict[str, Any]]) -> None:
+    """Add ``last_offline_push`` (the newest batch in the push log) to the views a push source feeds."""
+    from featurehouse.spec.push import push_view_of
+    from featurehouse.sync.offline_log import last_offline_push
+
+    for view, state in found.items():
+        push = push_view_of(store.repo, store.repo.feature_views[view]) if view in store.repo.feature_views else None
+        if push is None or "error" in state:
+            continue
+        try:
+            when = last_offline_push(store.target, store.repo_path, push)
+        except FeaturehouseError:  # no dbt target: the log cannot be found
+            continue
+        if when is not None:
+            state["last_offline_push"] = when.isoformat()
 
 
 # ---- search ----------------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_FEATURE_REFS = 1_000
 MAX_NAME_CHARS = 256
 MAX_ERROR_CHARS = 600  # an error message echoes names: never more than this back to a client
-# the body fields of Feast 0.67's request (and request_context, which is refused); others are ignored, as Feast does
+# Feast 0.67's body fields and request_context (request-time features); others are ignored, as Feast does
 REQUEST_FIELDS = (
     "features",
     "feature_service",
@@ -250,12 +250,14 @@ class RequestParser:
             raise RequestError(f"the request body is not valid JSON: {error}") from None
         if not isinstance(data, dict):
             raise RequestError(f"the request body must be a JSON object, got {_kind(data)}")
-        if data.get("request_context"):
-            raise RequestError("request_context is not supported: featurehouse has no on-demand feature views")
         features = self._features(data)
         full = self._flag(data, "full_feature_names")
         version_metadata = self._flag(data, "include_feature_view_version_metadata")
         entities, keys = self._entities(data)
+        if data.get("request_context"):  # the request fields of request-time features
+            from featurehouse.online.request_features import merge_request_context
+
+            entities = merge_request_context(data["request_context"], entities, MAX_NAME_CHARS)
         return OnlineRequest(features, entities, full, keys, version_metadata)
 
     @staticmethod
@@ -396,8 +398,11 @@ class FeastEncoder:
         key = features if isinstance(features, str) else tuple(features)
         found = self._shapes.get(key)
         if found is None:
-            selections = self.repo.resolve_features(features)
-            plain = all(
+            from featurehouse.spec.request_views import RequestJoinPlan, join_plan
+
+            plan = join_plan(self.repo, features, False)  # request views: the feature views they read too
+            selections = plan.selections
+            plain = not isinstance(plan, RequestJoinPlan) and all(
                 dtype in _PLAIN_DTYPES
                 for selection in selections
                 for name, dtype in _feature_dtypes(selection.view).items()
@@ -814,6 +819,18 @@ _UNAUTHORIZED = json.dumps(
 ).encode()
 
 
+async def _bounded_body(request: Request) -> bytes | None:
+    """The request body, or None once it passes MAX_BODY_BYTES (read no further)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _unknown(what: str, name: str, choices: Any) -> str:
     if len(name) > MAX_NAME_CHARS:  # neither echoed nor compared: names are short
         return f"unknown {what} (a name of {len(name)} characters; names are at most {MAX_NAME_CHARS})"
@@ -981,6 +998,74 @@ def create_app(
     async def readiness() -> Response:
         status, payload = await ready()
         return Response(payload, status_code=status, media_type="application/json")
+
+    async def write_answer(request: Request, handler: Callable[[Any, bytes], Any]) -> Response:
+        # featurehouse.online.push parses, validates and writes; a write is not cut short by the
+        # read deadline (a 503 would leave the client unsure what was written): it runs to its end
+        from starlette.concurrency import run_in_threadpool
+
+        from featurehouse.online.push import PushError
+
+        body = await _bounded_body(request)
+        if body is None:
+            return error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            return json_response(await run_in_threadpool(handler, store, body))
+        except RequestError as exc:
+            message = str(exc)
+            return error(400, message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 1] + "…")
+        except PushError as exc:  # which part was written is the client's; the store's details are the log's
+            log.warning("push failed: %s", exc)
+            return error(503, exc.sentence("the server log has the details"))
+        except FeaturehouseError as exc:
+            log.warning("write failed: %s", exc)
+            message = f"the {kind} online store cannot be written; nothing was written; the server log has the details"
+            return error(503, message)
+
+    @app.post(
+        "/push",
+        summary="Push rows to a push source: online, offline or both (Feast 0.67's request body)",
+        response_model=None,
+        responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    )
+    async def push(request: Request) -> Response:
+        from featurehouse.online.push import http_push
+
+        return await write_answer(request, http_push)
+
+    @app.post(
+        "/write-to-online-store",
+        summary="Write rows of one feature view to the online store (Feast 0.67's request body)",
+        response_model=None,
+        responses={400: {"model": ErrorBody}, 413: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    )
+    async def write_to_online_store(request: Request) -> Response:
+        from featurehouse.online.push import http_write
+
+        return await write_answer(request, http_write)
+
+    @app.post(
+        "/retrieve-online-documents",
+        summary="The documents nearest a query vector, best first (Feast 0.67's request and response shapes)",
+        response_model=None,
+        responses={400: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    )
+    async def retrieve_online_documents(request: Request) -> Response:
+        # parsing, checks and the search: featurehouse.online.search; run with the store deadline
+        from featurehouse.online.search import http_answer
+        from featurehouse.sync.search_types import NoVectorSearchError
+
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return error(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            return json_response(await calls.run(http_answer, store, body))
+        except (RequestError, NoVectorSearchError) as exc:
+            message = str(exc)
+            return error(400, message if len(message) <= MAX_ERROR_CHARS else message[: MAX_ERROR_CHARS - 1] + "…")
+        except OnlineStoreError as exc:
+            status, payload = store_failed(exc)
+            return Response(payload, status_code=status, media_type="application/json")
 
     async def with_online_state(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = [i["name"] for i in items if i.get("online")]

@@ -278,6 +278,29 @@ order by s.{{ row }}
 {%- endmacro %}
 
 
+{#- Spark SQL has no ASOF join: the default's sort-based union + fill-forward, one shuffle
+    per view's keys. row_number() needs an ordered window in Spark, so a spine without an
+    order column is numbered with monotonically_increasing_id() (increasing in scan order):
+    https://spark.apache.org/docs/latest/api/sql/index.html#monotonically_increasing_id -#}
+{% macro spark__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column) -%}
+{%- if order_column -%}
+  {{ return(featurehouse.default__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column)) }}
+{%- endif -%}
+{%- set columns = spine_columns if spine_columns is not none else featurehouse._relation_columns(spine) -%}
+{%- set numbered = '(select *, monotonically_increasing_id() as __fh_row from ' ~ spine ~ ') as __fh_numbered' -%}
+{{ return(featurehouse.default__point_in_time_join(numbered, views, timestamp_column, columns, '__fh_row')) }}
+{%- endmacro %}
+
+
+{#- Snowflake: the native ASOF JOIN for views without filter_by_created_timestamp, after the
+    view's rows are cut to one per (keys, event time) by the tie-break, so the single match
+    is the documented winner (macros/snowflake_point_in_time.sql, decision 0029).
+    https://docs.snowflake.com/en/sql-reference/constructs/asof-join -#}
+{% macro snowflake__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column) -%}
+  {{ return(featurehouse.snowflake_point_in_time_join(spine, views, timestamp_column, spine_columns, order_column)) }}
+{%- endmacro %}
+
+
 {#- ---- helpers ------------------------------------------------------------------- -#}
 
 {#- An aggregation view's per-spine-row result (__fh_row + its outputs), from
@@ -305,7 +328,7 @@ order by s.{{ row }}
 {%- endmacro %}
 
 {% macro _pit_ttl_condition(event_expression, time_expression, ttl_seconds) -%}
-  {%- if ttl_seconds and ttl_seconds > 0 %} and {{ event_expression }} >= {{ dbt.dateadd('second', -1 * ttl_seconds, time_expression) }}{% endif -%}
+  {%- if ttl_seconds and ttl_seconds > 0 %} and {{ event_expression }} >= {{ featurehouse.add_seconds(time_expression, -1 * ttl_seconds) }}{% endif -%}
 {%- endmacro %}
 
 {#- The spine's column names. A `table:` or `path:` spine arrives as SQL text, not a

@@ -44,7 +44,8 @@
 {%- if not extremes -%}
   {{ return(featurehouse._window_aggregation_query(
       spine, events, join_keys, aggregations, time_column, row_column,
-      order_key='{}', offset="interval '{} microseconds'", numeric_type='numeric')) }}
+      order_key='{}', offset="interval '{} microseconds'", numeric_type='numeric',
+      result_type='double precision')) }}
 {%- endif -%}
 {%- set keys = featurehouse._quoted_list(join_keys) -%}
 {%- set time = adapter.quote(time_column) -%}
@@ -122,7 +123,8 @@ with __fh_x_events as (
 , __fh_x_others as (
 {{ featurehouse._window_aggregation_query(
       spine, events, join_keys, others, time_column, row_column,
-      order_key='{}', offset="interval '{} microseconds'", numeric_type='numeric') }}
+      order_key='{}', offset="interval '{} microseconds'", numeric_type='numeric',
+      result_type='double precision') }}
 )
 {%- endif %}
 select

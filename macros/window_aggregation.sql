@@ -31,11 +31,13 @@
 {%- endmacro %}
 
 
-{#- Order by the timestamp itself with an interval offset (SQL:2011 RANGE frames). -#}
+{#- Order by the timestamp itself with an interval offset (SQL:2011 RANGE frames), the
+    offset an ANSI interval literal of W - 1 microseconds in seconds ('3599.999999'), the
+    values dbt's float type. -#}
 {% macro default__window_aggregation(spine, events, join_keys, aggregations, time_column, row_column) -%}
   {{ return(featurehouse._window_aggregation_query(
       spine, events, join_keys, aggregations, time_column, row_column,
-      order_key='{}', offset="interval '{} microseconds'", numeric_type='double precision')) }}
+      order_key='{}', offset="interval '{1}.{2:06d}' second", numeric_type=dbt.type_float())) }}
 {%- endmacro %}
 
 
@@ -202,9 +204,21 @@ where {{ time }} is null
 {%- endmacro %}
 
 
+{#- Spark: RANGE frames need a numeric (or date) ordering key, so times are ordered as
+    microseconds since the epoch (unix_micros) and the frame is W - 1 of them PRECEDING:
+    https://spark.apache.org/docs/latest/sql-ref-syntax-qry-select-window.html -#}
+{% macro spark__window_aggregation(spine, events, join_keys, aggregations, time_column, row_column) -%}
+  {{ return(featurehouse._window_aggregation_query(
+      spine, events, join_keys, aggregations, time_column, row_column,
+      order_key='unix_micros({})', offset='{}', numeric_type='double')) }}
+{%- endmacro %}
+
+
 {#- The query shared by every engine. order_key and offset are format strings: the ordering
-    expression around the time column, and the PRECEDING offset around W - 1 microseconds. -#}
-{% macro _window_aggregation_query(spine, events, join_keys, aggregations, time_column, row_column, order_key, offset, numeric_type) -%}
+    expression around the time column, and the PRECEDING offset around W - 1 microseconds
+    ({0}; {1} and {2} are its whole seconds and the microseconds left). The values are cast
+    to numeric_type, the outputs other than count to result_type (default: numeric_type). -#}
+{% macro _window_aggregation_query(spine, events, join_keys, aggregations, time_column, row_column, order_key, offset, numeric_type, result_type=none) -%}
 {%- set keys = featurehouse._quoted_list(join_keys) -%}
 {%- set inputs = featurehouse._aggregation_inputs(aggregations) -%}
 {%- set numeric, values, functions = inputs['numeric'], inputs['values'], inputs['functions'] -%}
@@ -218,11 +232,12 @@ from (
         __fh_row,
         __fh_kind
         {%- for agg in aggregations %}
-        {%- set frame = 'range between ' ~ offset.format(agg.window_seconds * 1000000 - 1) ~ ' preceding and current row' %},
+        {%- set us = agg.window_seconds * 1000000 - 1 %}
+        {%- set frame = 'range between ' ~ offset.format(us, us // 1000000, us % 1000000) ~ ' preceding and current row' %},
         case when __fh_o is not null then
             cast({{ functions[agg.function] }}({{ values[agg.column] }}) over (
                 partition by {{ keys }} order by __fh_o {{ frame }}
-            ) as {{ dbt.type_bigint() if agg.function == 'count' else 'double precision' }})
+            ) as {{ dbt.type_bigint() if agg.function == 'count' else (result_type or numeric_type) }})
         end as {{ adapter.quote(agg.name) }}
         {%- endfor %}
     from (
@@ -307,6 +322,11 @@ where __fh_kind = 1
 
 {#- https://duckdb.org/docs/stable/sql/expressions/cast#try_cast -#}
 {% macro duckdb___not_a_number(column) -%}
+  {{ return(column ~ " is not null and try_cast(" ~ column ~ " as double) is null") }}
+{%- endmacro %}
+
+{#- https://spark.apache.org/docs/latest/api/sql/index.html#try_cast -#}
+{% macro spark___not_a_number(column) -%}
   {{ return(column ~ " is not null and try_cast(" ~ column ~ " as double) is null") }}
 {%- endmacro %}
 

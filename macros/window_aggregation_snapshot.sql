@@ -47,7 +47,7 @@ with __fh_entities as (
 , __fh_recent as (
     select *
     from {{ relation }}
-    where event_timestamp > {{ dbt.dateadd('second', -1 * widest, as_of) }}
+    where event_timestamp > {{ featurehouse.add_seconds(as_of, -1 * widest) }}
       and event_timestamp <= {{ as_of }}
 )
 , __fh_values as (

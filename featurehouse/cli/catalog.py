@@ -186,6 +186,10 @@ def _describe_view(item: dict[str, Any]) -> None:
         else:
             rows = online.get("rows")
             state = f"last sync {online['last_sync']}" + (f", {rows} rows" if rows is not None else "")
+        if online.get("last_push"):
+            state += f"; last push {online['last_push']}"
+        if online.get("last_offline_push"):
+            state += f"; last push to the log {online['last_offline_push']}"
         _field("online store", f"{online['type']}: {state}")
     _uses(item)
     click.echo("  schema:")

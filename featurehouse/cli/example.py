@@ -27,7 +27,7 @@ def _fmt(moment: datetime) -> str:
 
 
 def write_example_data(seeds_dir: Path, seed: int = 7, now: datetime | None = None) -> dict[str, int]:
-    """Write raw_driver_stats.csv, raw_customer_profile.csv and driver_labels.csv; return row counts."""
+    """Write the seed CSVs (driver stats, customer profiles, labels, documents); return row counts."""
     rng = random.Random(seed)
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
     now = now.replace(minute=0, second=0, microsecond=0)
@@ -94,6 +94,13 @@ def write_example_data(seeds_dir: Path, seed: int = 7, now: datetime | None = No
         ["request_id", "driver_id", "customer_id", "event_timestamp", "trip_completed"],
         rows,
     )
+
+    # the document corpus of the RAG example, with its hashed bag-of-words embeddings
+    from featurehouse.cli import example_documents
+
+    counts["raw_documents.csv"] = _write(
+        seeds_dir / "raw_documents.csv", example_documents.HEADER, example_documents.corpus_rows(rng, start, now)
+    )
     return {str(seeds_dir / name): count for name, count in counts.items()}
 
 
@@ -151,6 +158,8 @@ seeds:
       +column_types: {{event_timestamp: timestamp, created: timestamp}}
     driver_labels:
       +column_types: {{event_timestamp: timestamp}}
+    raw_documents:
+      +column_types: {{event_timestamp: timestamp, created: timestamp, embedding_text: text}}
 """
 
 _PROFILES = """\

@@ -144,7 +144,9 @@ def get_online_features(
     # a lone name without ':' may be a feature service (or a whole view)
     wanted: str | list[str] = features[0] if len(features) == 1 and ":" not in features[0] else list(features)
     key_types: dict[str, str] = {}
-    for selection in store.repo.resolve_features(wanted):
+    from featurehouse.spec.request_views import regular_selections
+
+    for selection in regular_selections(store.repo, wanted):
         layout = ViewLayout.of(store.repo, selection.view)
         key_types.update(zip(layout.join_keys, layout.key_dtypes))
     columns: dict[str, list[Any]] = {}
@@ -163,6 +165,36 @@ def get_online_features(
             name: [json_value(v) for v in values]
             for name, values in response.to_dict(include_event_timestamps=with_timestamps).items()
         }
+    click.echo(json.dumps(body, indent=2, allow_nan=False))
+
+
+@main.command("retrieve-online-documents")
+@click.option("-f", "--feature", "features", multiple=True, required=True, help="view:feature, repeat for more.")
+@click.option("-q", "--query", required=True, help="The query vector: a JSON list, or numbers split by commas.")
+@click.option("-k", "--top-k", default=10, show_default=True, type=int, help="How many documents (1-1000).")
+@click.option("-w", "--where", "where", multiple=True, help="feature=value: only documents with that value; repeat.")
+@click.option("--distance-metric", default=None, help="The index's metric, checked (cosine, l2, inner_product).")
+@click.option("--exact", is_flag=True, help="Exact search where the store has an approximate index.")
+@click.option("--feast-json", is_flag=True, help="Print Feast's HTTP response body (values, statuses, timestamps).")
+@click.pass_context
+def retrieve_online_documents(
+    ctx: click.Context,
+    features: tuple[str, ...],
+    query: str,
+    top_k: int,
+    where: tuple[str, ...],
+    distance_metric: str | None,
+    exact: bool,
+    feast_json: bool,
+) -> None:
+    """Print the documents nearest a query vector (best first) as JSON: keys, features, distance."""
+    from featurehouse.online.search import cli_query, cli_where, to_json
+
+    store = open_store(ctx)
+    response = store.retrieve_online_documents(
+        list(features), cli_query(query), top_k, distance_metric, cli_where(store.repo, features, where), exact
+    )
+    body = to_json(response) if feast_json else to_json(response, columns=True)
     click.echo(json.dumps(body, indent=2, allow_nan=False))
 
 

@@ -31,7 +31,6 @@ from featurehouse.plan.joins import (  # noqa: F401  (re-exported: the compiler'
 )
 from featurehouse.spec.durations import format_duration
 from featurehouse.spec.model import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureView, Source, Spine, jinja_opener
-from featurehouse.spec.outputs import JoinPlan
 from featurehouse.spec.repo import FeatureRepo
 from featurehouse.spec.sources import file_reader, known_source_columns
 
@@ -111,10 +110,11 @@ class _Jinja:
                 "Jinja; specs hold plain SQL, not templates (docs/decisions/0009)"
             )
         for token, snippet in self.snippets.items():
-            quoted = f'"{token}"'
             if sql.count(token) > 1:
                 raise CompileError(f"{what}: internal placeholder {token} appears {sql.count(token)} times")
-            sql = sql.replace(quoted, snippet) if quoted in sql else sql.replace(token, snippet)
+            # as the dialect quotes identifiers: "x" (ANSI) or `x` (Spark, BigQuery, MySQL)
+            quoted = next((q + token + q for q in ('"', "`") if q + token + q in sql), token)
+            sql = sql.replace(quoted, snippet)
         return sql
 
 
@@ -266,10 +266,37 @@ def feature_view_sql(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
         # aggregation views keep the raw column; the window macro aggregates it
         if aggregation.column not in [s.alias for s in selects]:
             selects.append(source_column(aggregation.column).as_(aggregation.column, quoted=True))
-    query = exp.select(*selects).from_(jinja.table(source_relation_jinja(source, dialect)))
+    select = exp.select(*selects).from_(jinja.table(source_relation_jinja(source, dialect)))
+    query = _with_push_log(repo, view, dialect, select, jinja)
     body = jinja.substitute(query.sql(dialect=dialect, pretty=True, identify=True), f"feature view '{view.name}'")
     origin = repo.origin("feature_views", view.name)
     return model_header(f"feature view '{view.name}'", origin) + _feature_view_config(repo, view, dialect) + body + "\n"
+
+
+def _with_push_log(repo: FeatureRepo, view: FeatureView, dialect: str, query: exp.Select, jinja: _Jinja) -> exp.Query:
+    """``query`` UNION ALL the same columns over the push log, when a push source extends the view's
+    source (docs/decisions/0022): pushed rows carry their created time (the arrival time when they
+    had none) in the batch source's created column, or ``created_timestamp``."""
+    from featurehouse.errors import RequestError
+    from featurehouse.spec.push import push_schema, push_view_of
+
+    push = push_view_of(repo, view)
+    if push is None:
+        return query
+    try:
+        schema = push_schema(repo, push)
+    except RequestError as error:
+        raise repo.spec_error("sources", push, ("push",), str(error).split(": ", 1)[-1]) from None
+    columns = [[c.name, sql_type(c.dtype).sql(dialect=dialect)] for c in schema.columns]
+    log = jinja.table("{{ " + jinja_call("featurehouse.push_log", push, columns) + " }}")
+    pushed = query.copy()
+    for column in list(pushed.find_all(exp.Column)):  # each Jinja placeholder appears once: fresh ones
+        if column.name in jinja.snippets:
+            column.replace(jinja(jinja.snippets[column.name]))
+    created = _utc(jinja, schema.created, dialect).as_(CREATED_TIMESTAMP, quoted=True)
+    pushed.set("expressions", [created if e.alias == CREATED_TIMESTAMP else e for e in pushed.expressions])
+    pushed = pushed.from_(log, copy=False)
+    return exp.union(query, pushed, distinct=False)
 
 
 def _feature_view_config(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
@@ -290,7 +317,11 @@ def training_set_sql(repo: FeatureRepo, name: str, dialect: str) -> str:
     """The ``ts_`` model of training set ``name``: its features joined point in time to the spine."""
     training_set = repo.training_sets[name]
     # output names were checked when the repo was loaded (repo._check_training_set_columns)
-    plan = JoinPlan(tuple(repo.resolve_features(training_set.features)), training_set.full_feature_names)
+    from featurehouse.compile import request_sql
+    from featurehouse.spec.request_views import RequestJoinPlan, join_plan
+
+    # with request views: the join, then their expressions around it (compile/request_sql.py)
+    plan = join_plan(repo, training_set.features, training_set.full_feature_names)
     spine = training_set.spine
     # ref('labels') / source('s', 't'), or a string literal naming the relation
     spine_argument = _relation_call(spine) or jinja_literal(source_relation_jinja(spine, dialect))
@@ -299,15 +330,11 @@ def training_set_sql(repo: FeatureRepo, name: str, dialect: str) -> str:
     # Postgres: JIT compiling the join cost ~16% of its time; off for this statement's
     # transaction only (a pre-hook runs inside the model's transaction), never server-wide
     hooks = (", pre_hook=" + jinja_literal("set local jit = off")) if dialect == "postgres" else ""
-    return (
-        model_header(f"training set '{name}'", origin)
-        + "{{ config(materialized='table'"
-        + hooks
-        + ") }}\n\n"
-        + "{{ "
-        + call
-        + " }}\n"
-    )
+    body = "{{ " + call + " }}"
+    if isinstance(plan, RequestJoinPlan):
+        body = request_sql.wrap_join(plan, body, dialect)
+    config = "{{ config(materialized='table'" + hooks + ") }}\n\n"
+    return model_header(f"training set '{name}'", origin) + config + body + "\n"
 
 
 # ---- schema.yml -----------------------------------------------------------------------------------
@@ -379,6 +406,17 @@ def schema_yml(repo: FeatureRepo) -> str:
             if feature.tags:
                 meta["tags"] = dict(sorted(feature.tags.items()))
             column["config"] = {"meta": meta}
+            if feature.vector is not None:
+                meta["vector"] = {"dimensions": feature.vector.dimensions, "metric": feature.vector.metric}
+                # a wrong-length embedding fails `dbt build` naming the view, the key and the length
+                column["quote"] = True
+                column["data_tests"] = [
+                    {
+                        "featurehouse.vector_dimensions": {
+                            "arguments": {"dimensions": feature.vector.dimensions, "keys": list(keys), "view": name}
+                        }
+                    }
+                ]
             columns.append(column)
         models.append(
             {
@@ -455,6 +493,9 @@ def schema_yml(repo: FeatureRepo) -> str:
 # ---- the whole repo -------------------------------------------------------------------------------
 def compile_repo(repo: FeatureRepo, dialect: str) -> dict[str, str]:
     """File name (relative to the models folder) → content, for every generated file."""
+    from featurehouse.spec.vector_checks import check_vector_sources
+
+    check_vector_sources(repo)
     files: dict[str, str] = {}
     for name in sorted(repo.feature_views):
         files[f"{feature_view_model(name)}.sql"] = feature_view_sql(repo, repo.feature_views[name], dialect)
@@ -502,6 +543,7 @@ GENERATED_JINJA_NAMES = frozenset(
         "indexes",
         "columns",
         "pre_hook",
+        "push_log",
     }
 )
 

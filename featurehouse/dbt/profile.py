@@ -15,7 +15,8 @@ import yaml
 
 from featurehouse.errors import ConfigError, did_you_mean
 
-SUPPORTED_TYPES = ("duckdb", "postgres")
+# the adapters featurehouse's Python side reads (featurehouse.warehouse.ENGINES has their modules)
+SUPPORTED_TYPES = ("duckdb", "postgres", "spark")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,18 @@ def audit(store: FeatureStore, views: list[str] | None = None, sample: int = 100
                             f"({online.statuses[name][i]}), training {offline_value!r} at {_utc_text(times[i])}"
                         )
             result.summaries.append(f"{layout.name}: {keys.num_rows} entities compared {when}, {found} difference(s)")
+            if layout.vector is not None:  # searches too: online (exact, and the index's recall) vs offline
+                from featurehouse.online.check_vectors import audit_search
+
+                summary, problems = audit_search(store, layout, normalise(snapshot, layout), synced_at, sample)
+                result.summaries.append(summary)
+                result.differences.extend(problems)
+        if store.repo.request_views and not views:  # request views: the same sampled request data both ways
+            from featurehouse.online.check_requests import audit_request_views
+
+            summaries, differences = audit_request_views(store, reader, states, warehouse, sample)
+            result.summaries.extend(summaries)
+            result.differences.extend(differences)
     finally:
         warehouse.close()
         reader.close()

@@ -343,8 +343,20 @@ class OnlineReader:
         entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
         full_feature_names: bool = False,
         now: datetime | None = None,
+        request_data: Mapping[str, Sequence[Any]] | None = None,
     ) -> OnlineResponse:
-        """The latest values of ``features`` for each entity row, with statuses and event timestamps."""
+        """The latest values of ``features`` for each entity row, with statuses and event timestamps.
+
+        Request-time features (request views) are computed from the values read and the request
+        data: ``request_data`` (a dict of lists) or the entity rows' other columns.
+        """
+        if self.repo.request_views:
+            from featurehouse.online import request_features
+
+            request_plan = request_features.online_plan(self.repo, features, full_feature_names)
+            if request_plan is not None:
+                inner = self.read(request_plan.inner, entity_rows, True, now) if request_plan.inner else None
+                return OnlineResponse(*request_features.evaluate(request_plan, inner, entity_rows, request_data))
         plan = self.plan(features, full_feature_names)
         columns = _entity_columns(plan, entity_rows)
         n = len(columns[0]) if columns else 0
@@ -477,6 +489,7 @@ def get_online_features(
     features: Sequence[str] | str,
     entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
     full_feature_names: bool = False,
+    request_data: Mapping[str, Sequence[Any]] | None = None,
 ) -> OnlineResponse:
     """The latest synced value of each feature for each entity row, ttl enforced now."""
-    return reader_for(store).read(features, entity_rows, full_feature_names)
+    return reader_for(store).read(features, entity_rows, full_feature_names, request_data=request_data)

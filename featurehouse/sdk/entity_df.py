@@ -140,25 +140,11 @@ def arrow_kind(arrow_type: pa.DataType) -> str:
 
 
 def sql_kind(sql_type: str) -> str:
-    """The kind (as arrow_kind) of a DuckDB or Postgres column type name."""
-    text = sql_type.lower()
-    if text.endswith("[]") or text.startswith(("interval", "struct", "map", "union")):
-        return text
-    if "timestamp" in text or text == "date":
-        return "timestamp"
-    if any(word in text for word in ("char", "text", "string")):
-        return "string"
-    if text in ("blob", "bytea") or "binary" in text:
-        return "bytes"
-    if text.startswith("bool"):
-        return "bool"
-    if "int" in text:
-        return "integer"
-    if any(word in text for word in ("double", "real", "float", "numeric", "decimal")):
-        return "float"
-    if text == '"null"' or text == "null":
-        return "null"
-    return text
+    """The kind (as arrow_kind) of a DuckDB or Postgres column type name; each engine's own
+    names are its warehouse's ``column_kind`` (featurehouse/warehouse/)."""
+    from featurehouse.warehouse.base import sql_kind as warehouse_sql_kind
+
+    return warehouse_sql_kind(sql_type)
 
 
 def check_timestamp_kind(name: Any, kind: str) -> None:

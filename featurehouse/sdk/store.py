@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import RequestError, did_you_mean
+from featurehouse.sdk import request_spine
 from featurehouse.sdk.entity_df import (
     arrow_kind,
     as_arrow,
@@ -22,7 +23,6 @@ from featurehouse.sdk.entity_df import (
     pandas_to_arrow,
     spine_columns,
     spine_timestamp,
-    sql_kind,
 )
 from featurehouse.spec.model import EVENT_TIMESTAMP
 
@@ -84,10 +84,48 @@ class FeatureStore:
         timestamps are UTC). Every row comes back once, in order, with all its columns.
         """
         from featurehouse.spec.outputs import JoinPlan, check_output_names
+        from featurehouse.spec.request_views import join_plan
 
-        plan = JoinPlan(tuple(self.repo.resolve_features(features)), full_feature_names)
+        # with request views: a RequestJoinPlan (featurehouse.sdk.request_spine)
+        plan: JoinPlan = join_plan(self.repo, features, full_feature_names)
         check_output_names(plan)
         return RetrievalJob(self, plan, entity_df)
+
+    def get_historical_documents(
+        self,
+        entity_df: pd.DataFrame | pa.Table,
+        features: list[str] | str,
+        top_k: int = 10,
+        query_column: str = "query",
+        full_feature_names: bool = False,
+    ) -> Any:
+        """The top-k documents nearest each row's query vector, as they were at the row's time.
+
+        One row per hit (spine columns, ``rank``, join keys, features, ``distance``); see
+        featurehouse.sdk.documents and docs/vector-search.md, "Offline retrieval".
+        """
+        from featurehouse.sdk.documents import DocumentRetrievalJob, document_request
+
+        request = document_request(self.repo, features, top_k, query_column, full_feature_names)
+        return DocumentRetrievalJob(self, request, entity_df)
+
+    # ---- push and write (featurehouse.online.push; docs/push.md) -------------------------
+    def push(self, push_source_name: str, df: Any, to: str = "online") -> Any:
+        """Push rows (a DataFrame, an Arrow table or a dict of columns) to a push source's views.
+
+        ``to``: ``"online"``, ``"offline"`` (the push log the views' models read) or
+        ``"online_and_offline"``. The batch is validated whole first: a bad row raises
+        RequestError naming it and nothing is written. Returns a ``PushResult``.
+        """
+        from featurehouse.online.push import push
+
+        return push(self, push_source_name, df, to)
+
+    def write_to_online_store(self, feature_view_name: str, df: Any) -> Any:
+        """Write rows of one view's columns to the online store only (never over newer stored values)."""
+        from featurehouse.online.push import write_to_online_store
+
+        return write_to_online_store(self, feature_view_name, df)
 
     # ---- online -------------------------------------------------------------------------
     def get_online_features(
@@ -95,11 +133,34 @@ class FeatureStore:
         features: list[str] | str,
         entity_rows: list[dict[str, Any]],
         full_feature_names: bool = False,
+        request_data: dict[str, list[Any]] | None = None,
     ) -> Any:
-        """The latest synced value of each feature for each entity row (see featurehouse.online.reader)."""
+        """The latest synced value of each feature for each entity row (see featurehouse.online.reader).
+
+        ``request_data`` (Feast's name) gives the request fields of request-time features, one
+        value per entity row; they may also be columns of the entity rows.
+        """
         from featurehouse.online.reader import get_online_features
 
-        return get_online_features(self, features, entity_rows, full_feature_names)
+        return get_online_features(self, features, entity_rows, full_feature_names, request_data)
+
+    def retrieve_online_documents(
+        self,
+        features: list[str],
+        query: Any,
+        top_k: int = 10,
+        distance_metric: str | None = None,
+        where: dict[str, Any] | None = None,
+        exact: bool = False,
+    ) -> Any:
+        """The ``top_k`` documents nearest ``query`` (best first) in a view with a vector feature.
+
+        ``.to_dict()`` / ``.to_df()``: join keys, the requested features and ``distance``; see
+        featurehouse.online.search and docs/vector-search.md.
+        """
+        from featurehouse.online.search import retrieve_online_documents
+
+        return retrieve_online_documents(self, features, query, top_k, distance_metric, where, exact)
 
 
 @dataclass
@@ -167,7 +228,9 @@ class RetrievalJob:
             )
         # numpy's arange, not range(): building 1M Python ints costs ~0.3 s
         numbered = spine.append_column(ROW_NUMBER_COLUMN, pa.array(np.arange(spine.num_rows, dtype=np.int64)))
-        sql = self._render(SPINE_PLACEHOLDER, timestamp, [ROW_NUMBER_COLUMN], ROW_NUMBER_COLUMN)
+        # request fields go in too: the request-time expressions read them
+        passed = [ROW_NUMBER_COLUMN, *request_spine.field_names(self.plan)]
+        sql = self._render(SPINE_PLACEHOLDER, timestamp, passed, ROW_NUMBER_COLUMN)
         warehouse = self.store._warehouse()
         try:
             with warehouse.spine(numbered):
@@ -206,7 +269,7 @@ class RetrievalJob:
             else:
                 column = key_column(name, column, keys[name].value_type, keys[name].name)
             table = table.set_column(i, name, column)
-        return table
+        return request_spine.with_fields(self.plan, entity_df, table)
 
     def _run_sql_spine(self, query: str) -> pa.Table:
         from featurehouse.errors import WarehouseError
@@ -227,7 +290,7 @@ class RetrievalJob:
                     f"entity_df may not have a column named '{reserved[0]}' (names starting "
                     "with '__fh_' are featurehouse's own)"
                 )
-            kinds = {name: sql_kind(kind) for name, kind in described}
+            kinds = {name: warehouse.column_kind(kind) for name, kind in described}
             timestamp = spine_timestamp([(n, "timestamp" if kinds[n] == "timestamp" else t) for n, t in described])
             self._check_join_keys(names)
             self._check_clashes(names)
@@ -298,7 +361,8 @@ class RetrievalJob:
             self.store.repo, self.plan, jinja_string(placeholder), timestamp, columns, order_column
         )
         sql = render(self.store.repo_path, self.store.target, call)
-        return sql.replace(placeholder, spine)
+        sql = sql.replace(placeholder, spine)
+        return request_spine.wrap(self.plan, sql, self.store.target.dialect, columns, order_column)
 
     def _keys(self) -> dict[str, Entity]:
         """Every requested view's join keys, in order, with the entity each belongs to."""
@@ -317,6 +381,7 @@ class RetrievalJob:
                         f"entity_df has no column '{key}', the join key of feature view "
                         f"'{selection.view.name}'{did_you_mean(key, [str(c) for c in columns])}"
                     )
+        request_spine.check_fields(self.plan, columns)
 
     def _check_clashes(self, columns: list[Any]) -> None:
         for name in self.plan.output_names():

@@ -160,22 +160,56 @@ def _exactly_one_location(model: BaseModel, kinds: tuple[str, ...], what: str) -
         raise ValueError(f"{what} needs exactly one of {options} ({found})")
 
 
+class PushField(SpecModel):
+    """A column a push source declares: its name (the batch source's column) and dtype."""
+
+    name: Identifier
+    dtype: DType
+
+
+class PushConfig(SpecModel):
+    """``push:`` of a push source: the batch source it extends (Feast's ``PushSource(batch_source=...)``).
+
+    Its schema is the columns the feature views over the batch source read, typed by those
+    views; ``schema:`` declares (or overrides) the dtype of a column no plain feature types.
+    """
+
+    batch_source: Identifier
+    schema_: list[PushField] = Field(default=[], alias="schema")
+
+
 class Source(SpecModel):
-    """A ``sources:`` entry: where feature rows are (a dbt ref or source, a table, or a file) and their timestamps."""
+    """A ``sources:`` entry: where feature rows are (a dbt ref or source, a table, or a file) and their timestamps.
+
+    With ``push:`` it is a push source instead: rows pushed by ``store.push`` / ``POST /push``
+    feed every feature view over its batch source (docs/push.md).
+    """
 
     name: Identifier
     path: FilePath | None = None
     table: str | None = None
     ref: Identifier | None = None
     source: str | None = None
-    timestamp_field: Identifier
+    timestamp_field: Identifier = ""  # required unless push: (checked below)
     created_timestamp_column: Identifier | None = None
     field_mapping: dict[Identifier, Identifier] = {}
     columns: list[Identifier] = []
     description: str = ""
+    push: PushConfig | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> Source:
+        if self.push is not None:
+            extra = [k for k in ("path", "table", "ref", "source", "created_timestamp_column") if getattr(self, k)]
+            extra += [k for k in ("timestamp_field", "field_mapping", "columns") if getattr(self, k)]
+            if extra:
+                raise ValueError(
+                    f"a push source takes its location and columns from its batch source "
+                    f"'{self.push.batch_source}'; remove {', '.join(extra)}"
+                )
+            return self
+        if not self.timestamp_field:
+            raise ValueError("missing required field 'timestamp_field'")
         _exactly_one_location(self, ("path", "table", "ref", "source"), "a source")
         mapped: dict[str, str] = {}
         for column, name in self.field_mapping.items():
@@ -199,6 +233,53 @@ def _check_dotted(value: str, field: str, max_parts: int, exact: bool = False) -
         raise ValueError(f"{field}: expected {example}, got {excerpt(value)}")
 
 
+VECTOR_METRICS = ("cosine", "l2", "inner_product")
+MAX_VECTOR_DIMENSIONS = 16000  # pgvector's limit for a vector column
+VECTOR_DTYPE = "array<float32>"
+# other spellings of the metrics (Feast's, pgvector's, numpy's), for "did you mean ...?"
+_METRIC_SYNONYMS = {
+    "euclidean": "l2",
+    "l2_distance": "l2",
+    "dot": "inner_product",
+    "dot_product": "inner_product",
+    "ip": "inner_product",
+    "inner": "inner_product",
+    "innerproduct": "inner_product",
+    "cosine_distance": "cosine",
+    "cos": "cosine",
+}
+
+
+def check_metric(value: object) -> object:
+    """``value`` if it is a vector metric, else ValueError with "did you mean ...?"."""
+    if value in VECTOR_METRICS:
+        return value
+    from featurehouse.errors import did_you_mean
+
+    lowered = str(value).strip().lower().replace("-", "_").replace(" ", "_")
+    closest = lowered if lowered in VECTOR_METRICS else _METRIC_SYNONYMS.get(lowered)
+    hint = f" (did you mean '{closest}'?)" if closest else did_you_mean(lowered, VECTOR_METRICS)
+    raise ValueError(f"expected one of {', '.join(VECTOR_METRICS)}, got {excerpt(value)}{hint}")
+
+
+def check_dimensions(value: object) -> object:
+    """``value`` if it is a whole number of dimensions in 1..16000, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"expected a whole number of dimensions from 1 to {MAX_VECTOR_DIMENSIONS}, got {excerpt(value)}"
+        )
+    if not 1 <= value <= MAX_VECTOR_DIMENSIONS:
+        raise ValueError(f"expected from 1 to {MAX_VECTOR_DIMENSIONS} dimensions, got {value}")
+    return value
+
+
+class VectorIndex(SpecModel):
+    """A feature's ``vector:``: the embedding's length and the distance its searches rank by."""
+
+    dimensions: Annotated[int, BeforeValidator(check_dimensions)]
+    metric: Annotated[Literal["cosine", "l2", "inner_product"], BeforeValidator(check_metric)] = "cosine"
+
+
 class Feature(SpecModel):
     """One ``schema:`` entry of a feature view: a column of the source (or an expression over it)."""
 
@@ -207,6 +288,16 @@ class Feature(SpecModel):
     description: str = ""
     expression: str | None = None
     tags: dict[str, str] = {}
+    vector: VectorIndex | None = None
+
+    @model_validator(mode="after")
+    def _vector_dtype(self) -> Feature:
+        if self.vector is not None and self.dtype != VECTOR_DTYPE:
+            raise ValueError(
+                f"vector: a vector index needs dtype {VECTOR_DTYPE}, but '{self.name}' is {self.dtype}; "
+                f"declare it as dtype: {VECTOR_DTYPE}"
+            )
+        return self
 
 
 MAX_AGGREGATION_WINDOW = 365 * 86400
@@ -283,6 +374,12 @@ class FeatureView(SpecModel):
         # clashes between feature names are checked in featurehouse.spec.repo, which knows their lines
         if not self.features and not self.aggregations:
             raise ValueError("a feature view needs a schema: (its features) or aggregations:")
+        vectors = [f.name for f in self.features if f.vector is not None]
+        if len(vectors) > 1:
+            raise ValueError(
+                f"features '{vectors[0]}' and '{vectors[1]}' both have a vector index; a feature view has at most "
+                "one (put the other embedding in a feature view of its own)"
+            )
         return self
 
     @field_validator("ttl")
@@ -300,6 +397,11 @@ class FeatureView(SpecModel):
     def feature_names(self) -> list[str]:
         """The view's output features: the schema's, then the aggregations'."""
         return [f.name for f in self.features] + [a.output_name for a in self.aggregations]
+
+    @property
+    def vector_feature(self) -> Feature | None:
+        """The feature with a vector index, or None."""
+        return next((f for f in self.features if f.vector is not None), None)
 
     @property
     def is_aggregation(self) -> bool:
@@ -348,6 +450,44 @@ class TrainingSet(SpecModel):
     tags: dict[str, str] = {}
 
 
+class RequestField(SpecModel):
+    """A ``request:`` entry of a request view: a value the caller sends with each entity row."""
+
+    name: Identifier
+    dtype: KeyDType
+    description: str = ""
+
+
+class RequestFeature(SpecModel):
+    """A ``schema:`` entry of a request view: a SQL expression over request fields and other views' features."""
+
+    name: Identifier
+    dtype: KeyDType
+    expression: str
+    description: str = ""
+    tags: dict[str, str] = {}
+
+
+class RequestView(SpecModel):
+    """A ``request_views:`` entry (Feast's on-demand feature view): features computed at request time,
+    by the same expression in the warehouse (training sets) and in-process (online reads).
+    The expressions are checked in ``featurehouse.spec.request_views``."""
+
+    name: Identifier
+    request: list[RequestField] = []
+    features: list[RequestFeature] = Field(min_length=1, alias="schema")
+    description: str = ""
+    owner: str = ""
+    tags: dict[str, str] = {}
+    # the checked expressions (featurehouse.spec.request_views.RequestPlan), set by load_repo
+    _compiled: Any = PrivateAttr(default=None)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The view's output features, in order."""
+        return [f.name for f in self.features]
+
+
 class SpecFile(SpecModel):
     """The top level of one spec file; every key is optional."""
 
@@ -356,8 +496,11 @@ class SpecFile(SpecModel):
     feature_views: list[FeatureView] = []
     feature_services: list[FeatureService] = []
     training_sets: list[TrainingSet] = []
+    request_views: list[RequestView] = []
 
-    @field_validator("entities", "sources", "feature_views", "feature_services", "training_sets", mode="before")
+    @field_validator(
+        "entities", "sources", "feature_views", "feature_services", "training_sets", "request_views", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # `feature_views:` with every item commented out is YAML's null: an empty list
@@ -370,6 +513,7 @@ KIND_LABELS = {
     "feature_views": "feature view",
     "feature_services": "feature service",
     "training_sets": "training set",
+    "request_views": "request view",
 }
 
 
@@ -381,6 +525,14 @@ class OnlineStoreConfig(SpecModel):
     url: str | None = None
     key_prefix: str = "fh"
     schema_: Identifier = Field(default="featurehouse_online", alias="schema")
+    # type redis only: the url names any node of a Redis Cluster (featurehouse.sync.redis_cluster)
+    cluster: bool = False
+
+    @model_validator(mode="after")
+    def _cluster_is_redis(self) -> OnlineStoreConfig:
+        if self.cluster and self.type != "redis":
+            raise ValueError(f"cluster: true is for type redis (a Redis Cluster), but the type is {self.type}")
+        return self
 
 
 class ProjectConfig(SpecModel):

@@ -26,6 +26,7 @@ from featurehouse.spec.model import (
     FeatureService,
     FeatureView,
     ProjectConfig,
+    RequestView,
     Source,
     SpecFile,
     TrainingSet,
@@ -67,6 +68,7 @@ class FeatureRepo:
     feature_views: dict[str, FeatureView] = field(default_factory=dict)
     feature_services: dict[str, FeatureService] = field(default_factory=dict)
     training_sets: dict[str, TrainingSet] = field(default_factory=dict)
+    request_views: dict[str, RequestView] = field(default_factory=dict)
     origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
     spec_files: list[Path] = field(default_factory=list)
     line_maps: dict[str, LineMap] = field(default_factory=dict)
@@ -335,6 +337,9 @@ def load_repo(start: str | os.PathLike[str] = ".") -> FeatureRepo:
             for index, item in enumerate(getattr(spec_file, kind)):
                 _register(repo, kind, item, Origin(display, lines.line((kind, index))))
     _check_references(repo)
+    from featurehouse.spec.request_views import validate as validate_request_views
+
+    validate_request_views(repo)
     _check_sources(repo)
     return repo
 
@@ -464,8 +469,9 @@ def _register(repo: FeatureRepo, kind: str, item: Any, origin: Origin) -> None:
             origin.file,
             origin.line,
         )
-    # views and services share one namespace: both can be named in `features:`
-    twin = {"feature_views": "feature_services", "feature_services": "feature_views"}.get(kind)
+    # views, request views and services share one namespace: all can be named in `features:`
+    namespace = ("feature_views", "feature_services", "request_views")
+    twin = next((k for k in namespace if kind in namespace and k != kind and item.name in getattr(repo, k)), None)
     if twin and item.name in getattr(repo, twin):
         first = repo.origins[(twin, item.name)]
         raise SpecError(
@@ -482,6 +488,10 @@ def _check_references(repo: FeatureRepo) -> None:
     def fail(kind: str, name: str, field_path: tuple[Any, ...], message: str) -> typing.NoReturn:
         raise repo.spec_error(kind, name, field_path, message)
 
+    from featurehouse.spec.push import check_push_sources
+    from featurehouse.spec.request_views import regular_selections
+
+    check_push_sources(repo)  # first: the checks below read a view's source as a batch source
     for view in repo.feature_views.values():
         for i, entity in enumerate(view.entities):
             if entity not in repo.entities:
@@ -503,7 +513,7 @@ def _check_references(repo: FeatureRepo) -> None:
     for service in repo.feature_services.values():
         for i, ref in enumerate(service.features):
             try:
-                repo.resolve_features([ref])
+                regular_selections(repo, [ref])
             except RequestError as error:
                 fail("feature_services", service.name, ("features", i), str(error))
     for training_set in repo.training_sets.values():
@@ -515,7 +525,7 @@ def _check_references(repo: FeatureRepo) -> None:
                         f"unknown feature service '{features}'"
                         f"{did_you_mean(features, list(repo.feature_services) + list(repo.feature_views))}"
                     )
-            selections = repo.resolve_features(features)
+            selections = regular_selections(repo, features)
         except RequestError as error:
             fail("training_sets", training_set.name, ("features",), str(error))
         _check_training_set_columns(repo, training_set, selections)

@@ -6,7 +6,8 @@ fingerprints with the sync state kept in the store: ``featurehouse.sync.snapshot
 write them (each only if it beats the stored row by the point-in-time tie-break), then
 commit the new state. The state advances only after the rows are written, so a sync killed at any
 point is repaired by the next one; ``--full-refresh`` rebuilds a view from its snapshot
-and drops entities that are gone. One store module per kind: sqlite, postgres, redis.
+and drops entities that are gone. One store module per kind: sqlite, postgres, redis
+(redis_cluster: the same Redis layout on a Redis Cluster, ``cluster: true``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def open_backend(config: OnlineStoreConfig, root: Path) -> Backend:
         from featurehouse.sync.postgres import PostgresBackend
 
         return PostgresBackend(str(config.url), config.schema_)
+    if config.type == "redis" and config.cluster:
+        from featurehouse.sync.redis_cluster import RedisClusterBackend
+
+        return RedisClusterBackend(str(config.url), config.key_prefix)
     if config.type == "redis":
         from featurehouse.sync.redis import RedisBackend
 

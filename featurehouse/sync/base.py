@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from featurehouse.sync.layout import SyncState, ViewLayout
+    from featurehouse.sync.search_types import SearchHit, SearchRequest
 
 # progress(rows_done) after each written batch
 Progress = Callable[[int], None]
@@ -82,6 +83,18 @@ class Backend:
         """
         raise NotImplementedError
 
+    def push_rows(self, layout: ViewLayout, table: pa.Table, pushed_at: datetime) -> int:
+        """Write pushed rows (normalised to ``layout``), each only if it beats the stored row, and
+        record the push; return how many were written (``kept``: how many lost to a newer stored row).
+
+        Never touches the view's sync state, except to write ``pushed_state`` when there is none.
+        """
+        raise NotImplementedError
+
+    def push_times(self) -> dict[str, datetime]:
+        """When each view last received a push (views never pushed to are absent)."""
+        return {}
+
     def reader(self, timeout: float | None = None) -> Reader:
         """A reader; with ``timeout`` every store call it makes gives up after about that many seconds."""
         raise NotImplementedError
@@ -89,6 +102,21 @@ class Backend:
     def close(self) -> None:
         """Release the connection; the backend can connect again."""
         pass
+
+    def search(self, layout: ViewLayout, request: SearchRequest) -> list[SearchHit]:
+        """The ``request.top_k`` documents of ``layout``'s view nearest ``request.query``, best first.
+
+        Stores without vector search keep this: one sentence naming those that have it.
+        """
+        from featurehouse.sync.search_types import NoVectorSearchError
+
+        name = type(self).__name__.removesuffix("Backend").lower()
+        store = "redis" if name.startswith("redis") else name or "this store"
+        raise NoVectorSearchError(
+            f"vector search is supported on the sqlite and postgres online stores; {store} has no vector "
+            f"search, so feature view '{layout.name}' cannot be searched (set online_store.type to sqlite "
+            "or postgres in featurehouse.yml to search it)"
+        )
 
 
 class Reader:

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 STATE_FORMAT = 2
 # A feature view may not take these names: the stores keep their own bookkeeping under them.
 STATE_TABLE = "_featurehouse_sync_state"
+PUSH_TABLE = "_featurehouse_push_state"  # the last push per view (featurehouse.online.push)
+# ``origin`` of the state a push writes for a view no sync wrote yet: the view becomes readable,
+# and the next sync writes conditionally (never a full refresh over the pushed rows)
+PUSHED_ONLY = "(pushed, not synced yet)"
 
 
 def feature_dtypes(view: FeatureView) -> dict[str, str]:
@@ -51,6 +55,8 @@ class ViewLayout:
     features: tuple[str, ...]
     dtypes: tuple[str, ...]
     ttl: int  # seconds; 0 = unlimited
+    # the feature with a vector index: (name, dimensions, metric); None: the view has none
+    vector: tuple[str, int, str] | None = None
 
     @classmethod
     def of(cls, repo: FeatureRepo, view: FeatureView) -> ViewLayout:
@@ -64,6 +70,9 @@ class ViewLayout:
             features=tuple(view.feature_names),
             dtypes=tuple(dtypes[f] for f in view.feature_names),
             ttl=view.ttl,
+            vector=next(
+                ((f.name, f.vector.dimensions, f.vector.metric) for f in view.features if f.vector is not None), None
+            ),
         )
 
     @property
@@ -81,7 +90,10 @@ class ViewLayout:
     @property
     def signature(self) -> str:
         """Changes whenever the stored columns change; a changed layout forces a full refresh."""
-        text = json.dumps([STATE_FORMAT, self.join_keys, self.key_dtypes, self.features, self.dtypes])
+        parts: list[object] = [STATE_FORMAT, self.join_keys, self.key_dtypes, self.features, self.dtypes]
+        if self.vector is not None:  # a view without one keeps the signature it always had
+            parts.append(self.vector)
+        text = json.dumps(parts)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def dtype(self, feature: str) -> str:
@@ -228,6 +240,23 @@ class CorruptStateError(OnlineStoreError):
         super().__init__(
             f"the sync state of feature view '{view}' in the online store is damaged ({problem}); "
             f"run 'featurehouse sync --full-refresh --views {view}' to rebuild the view and its state"
+        )
+
+
+def pushed_state(layout: ViewLayout, at: datetime) -> SyncState:
+    """The state a push writes for a view the store holds no state of (see ``PUSHED_ONLY``)."""
+    import numpy as np
+
+    features = dict(zip(layout.features, layout.dtypes))
+    return SyncState(layout.name, layout.signature, at, 0, np.zeros(0, dtype=np.uint64), None, PUSHED_ONLY, features)
+
+
+def check_push_target(layout: ViewLayout, state: SyncState | None, description: str) -> None:
+    """Refuse a push into a view the store holds by another definition (its columns differ)."""
+    if state is not None and state.signature != layout.signature:
+        raise OnlineStoreError(
+            f"{description} holds feature view '{layout.name}' as synced by another definition of it; "
+            f"run 'featurehouse sync --views {layout.name}' first, then push again (nothing was written)"
         )
 
 

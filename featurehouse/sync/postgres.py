@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,13 +39,18 @@ from featurehouse.sync.base import (
     synced_mask,
     wait_for,
 )
-from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout
+from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout, check_push_target, pushed_state
 from featurehouse.sync.sql_store import SQLBackend, SQLDialect, literal, quote
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import numpy as np
     import psycopg
     import pyarrow as pa
+
+    from featurehouse.sync.postgres_vectors import Searcher
+    from featurehouse.sync.search_types import SearchHit, SearchRequest
 
 BATCH_ROWS = 100_000
 LOCK_CLASS = 0x6668  # "fh": the first key of the two-key advisory lock
@@ -107,6 +113,7 @@ class PostgresBackend(SQLBackend):
         self.schema = schema
         self.description = f"the Postgres online store {redact_url(url)} (schema {schema})"
         self._con: psycopg.Connection | None = None
+        self._searcher: Searcher | None = None  # vector search's own connection (postgres_vectors)
 
     def table(self, name: str) -> str:
         return f"{quote(self.schema)}.{quote(name)}"
@@ -118,8 +125,15 @@ class PostgresBackend(SQLBackend):
             return
         try:
             self._con = _open(self.url, APPLICATION + lock_owner())
-            self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
-            self._con.execute(self.state_table_sql())
+            for attempt in range(5):  # IF NOT EXISTS races with another process creating it (a push, a sync)
+                try:
+                    self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+                    self._con.execute(self.state_table_sql())
+                    break
+                except psycopg.errors.UniqueViolation:
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.05 * (attempt + 1))
         except psycopg.Error as error:
             self._con = None
             raise OnlineStoreError(f"cannot reach {self.description}: {reason(error, self.url)}") from None
@@ -161,6 +175,11 @@ class PostgresBackend(SQLBackend):
         target = self.table(layout.name)
         names = ", ".join(quote(c) for c in layout.columns)
         written = 0
+        if layout.vector is not None:  # pgvector created (or one sentence), vectors checked: before any write
+            from featurehouse.sync import postgres_vectors
+
+            postgres_vectors.ensure_pgvector(con, layout, self.description)
+            postgres_vectors.check_vectors(layout, table)
         try:
             with con.transaction():
                 if changed is None:
@@ -169,14 +188,23 @@ class PostgresBackend(SQLBackend):
                     con.execute(f"DROP TABLE IF EXISTS {building}")
                     con.execute(self.create_table_sql(layout, building, constraint=temporary + "_pkey"))
                     written = _copy(con, building, names, table, layout, progress)
+                    if layout.vector is not None:  # built on the full table, then renamed with it
+                        postgres_vectors.create_index(con, self.schema, temporary, temporary + "_hnsw", layout, written)
                     con.execute(f"DROP TABLE IF EXISTS {target}")
                     con.execute(f"ALTER TABLE {building} RENAME TO {quote(layout.name)}")
                     con.execute(
                         f"ALTER TABLE {target} RENAME CONSTRAINT {quote(temporary + '_pkey')} "
                         f"TO {quote(layout.name + '_pkey')}"
                     )
+                    if layout.vector is not None:
+                        postgres_vectors.rename_index(
+                            con, self.schema, temporary + "_hnsw", postgres_vectors.index_name(layout)
+                        )
                 else:
                     con.execute(self.create_table_sql(layout, target, if_not_exists=True))
+                    if layout.vector is not None:  # maintained by the upsert like any index
+                        name = postgres_vectors.index_name(layout)
+                        postgres_vectors.create_index(con, self.schema, layout.name, name, layout, 0, True)
                     rows = rows_to_write(table, changed)
                     if rows.num_rows:
                         con.execute(f"CREATE TEMPORARY TABLE _fh_stage (LIKE {target}) ON COMMIT DROP")
@@ -203,10 +231,92 @@ class PostgresBackend(SQLBackend):
             ) from None
         return written
 
+    def push_rows(self, layout: ViewLayout, table: pa.Table, pushed_at: datetime) -> int:
+        import psycopg
+
+        try:
+            return self._push_rows(layout, table, pushed_at)
+        except OnlineStoreError as error:  # a table created by a sync at the same moment: once more
+            if not isinstance(error.__cause__, psycopg.errors.UniqueViolation):
+                raise
+            return self._push_rows(layout, table, pushed_at)
+
+    def _push_rows(self, layout: ViewLayout, table: pa.Table, pushed_at: datetime) -> int:
+        import psycopg
+
+        con = self.con
+        self.kept = 0
+        target = self.table(layout.name)
+        names = ", ".join(quote(c) for c in layout.columns)
+        written = 0
+        if layout.vector is not None:  # as in write(): pgvector created, vectors checked, before any write
+            from featurehouse.sync import postgres_vectors
+
+            postgres_vectors.ensure_pgvector(con, layout, self.description)
+            postgres_vectors.check_vectors(layout, table)
+        try:
+            with con.transaction():  # one transaction: a killed push leaves nothing of itself
+                state = self.read_state(layout)
+                check_push_target(layout, state, self.description)
+                con.execute(self.create_table_sql(layout, target, if_not_exists=True))
+                if table.num_rows:
+                    con.execute(f"CREATE TEMPORARY TABLE _fh_push (LIKE {target}) ON COMMIT DROP")
+                    _copy(con, "_fh_push", names, table, layout, lambda rows: None)
+                    keys = ", ".join(quote(k) for k in layout.join_keys)
+                    cur = con.execute(self.upsert_sql(layout, target, f"SELECT {names} FROM _fh_push ORDER BY {keys}"))
+                    written = cur.rowcount
+                    if written < table.num_rows:
+                        on = " AND ".join(f"s.{quote(k)} = t.{quote(k)}" for k in layout.join_keys)
+                        cols = ", ".join(f"s.{quote(c)}" for c in layout.columns)
+                        stored = ", ".join(f"t.{quote(c)}" for c in layout.columns)
+                        self.kept = con.execute(
+                            f"SELECT count(*) FROM _fh_push s JOIN {target} t ON {on} "
+                            f"WHERE ROW({cols}) IS DISTINCT FROM ROW({stored})"
+                        ).fetchone()[0]
+                if state is None:
+                    self.save_state_if_missing(pushed_state(layout, pushed_at))
+                self.save_push(layout.name, pushed_at, table.num_rows)
+        except psycopg.Error as error:
+            failure = OnlineStoreError(
+                f"pushing to {layout.name} in {self.description} failed: {reason(error, self.url)}"
+            )
+            failure.__cause__ = error if isinstance(error, psycopg.errors.UniqueViolation) else None
+            failure.__suppress_context__ = True
+            raise failure from failure.__cause__
+        return written
+
+    def create_table_sql(
+        self, layout: ViewLayout, table: str, if_not_exists: bool = False, constraint: str | None = None
+    ) -> str:
+        """The view's CREATE TABLE; a vector feature's column is pgvector's ``vector(n)`` (postgres_vectors)."""
+        statement = super().create_table_sql(layout, table, if_not_exists, constraint)
+        if layout.vector is None:
+            return statement
+        from featurehouse.sync.postgres_vectors import retype_vector_column
+
+        return retype_vector_column(statement, layout, DIALECT.column_type("array<float32>"), self.con)
+
     def reader(self, timeout: float | None = None) -> PostgresReader:
         return PostgresReader(self.url, self.schema, timeout)
 
+    def search(self, layout: ViewLayout, request: SearchRequest) -> list[SearchHit]:
+        """Top-k through pgvector's HNSW index, or exact (featurehouse/sync/postgres_vectors.py)."""
+        if self._searcher is None:
+            from featurehouse.sync.postgres_vectors import Searcher
+
+            def connect() -> psycopg.Connection:
+                con = _open(self.url, "featurehouse vector search")
+                _tolerate_bad_timestamps(con)
+                return con
+
+            self._searcher = Searcher(self.url, self.schema, self.description, connect, DIALECT.column_type)
+        return self._searcher.search(layout, request)
+
     def close(self) -> None:
+        if self._searcher is not None:
+            with contextlib.suppress(Exception):
+                self._searcher.close()
+            self._searcher = None
         if self._con is not None:
             with contextlib.suppress(Exception):
                 self._con.close()
@@ -219,12 +329,15 @@ def _copy(
     """COPY ``rows`` as CSV written by Arrow (vectorised, no Python loop per value)."""
     import pyarrow.csv as pacsv
 
-    dtypes = [*layout.key_dtypes, "timestamp", "timestamp", *layout.dtypes]
+    from featurehouse.sync.postgres_vectors import copy_dtypes, vector_text
+
+    # a vector feature goes as pgvector's text '[x,y,...]' (vector_text), not as an array literal
+    dtypes = [*layout.key_dtypes, "timestamp", "timestamp", *copy_dtypes(layout)]
     options = pacsv.WriteOptions(include_header=False, batch_size=BATCH_ROWS)
     with con.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
         for batch in rows.to_batches(max_chunksize=BATCH_ROWS):
             buffer = io.BytesIO()
-            pacsv.write_csv(_csv_ready(batch, dtypes), buffer, options)
+            pacsv.write_csv(_csv_ready(vector_text(batch, layout), dtypes), buffer, options)
             copy.write(buffer.getbuffer())
             progress(batch.num_rows)
     return rows.num_rows
@@ -297,7 +410,14 @@ class _Variant:
         self.timestamps = True  # event_timestamp is one
         # the state's signature, in the same statement: the rows and the layout they were written by agree
         signature = f"(SELECT signature FROM {quote(schema)}.{quote(STATE_TABLE)} WHERE view = {literal(layout.name)})"
-        cols = ", ".join([signature, *(quote(c) for c in [*layout.join_keys, "event_timestamp", *read])])
+        # array<float32> as real[]: a vector feature's pgvector column reads back like any float array
+        cols = ", ".join(
+            [
+                signature,
+                *(quote(c) for c in [*layout.join_keys, "event_timestamp"]),
+                *(quote(c) + "::real[]" if layout.dtype(c) == "array<float32>" else quote(c) for c in read),
+            ]
+        )
         table = f"{quote(schema)}.{quote(layout.name)}"
         # one entity: a plain equality per key, whose prepared plan is a primary-key lookup
         self.sql_one = f"SELECT {cols} FROM {table} WHERE " + " AND ".join(

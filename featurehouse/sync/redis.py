@@ -60,7 +60,7 @@ from featurehouse.sync.base import (
     synced_mask,
     wait_for,
 )
-from featurehouse.sync.layout import SyncState, ViewLayout
+from featurehouse.sync.layout import SyncState, ViewLayout, check_push_target, pushed_state
 
 if TYPE_CHECKING:
     import numpy as np
@@ -312,12 +312,16 @@ class RedisBackend(Backend):
 
         if self._client is not None:
             return
-        client = _client(self.url)
+        client = self._make_client()
         try:
             client.ping()
         except redis.RedisError as error:
             raise OnlineStoreError(f"cannot reach {self.description}: {reason(error, self.url)}") from None
         self._client = client
+
+    def _make_client(self) -> redis.Redis:
+        """A new client of the store (not connected yet); the cluster store makes a cluster client."""
+        return _client(self.url)
 
     def state_key(self, view: str) -> str:
         """The key holding the sync state of ``view``."""
@@ -374,7 +378,7 @@ class RedisBackend(Backend):
     def _heartbeat(self, value: str, stop: threading.Event) -> None:
         import redis
 
-        client = _client(self.url)
+        client = self._make_client()
         extend = client.register_script(EXTEND_SCRIPT)
         while not stop.wait(LOCK_MS / 3000):
             with contextlib.suppress(redis.RedisError):
@@ -441,6 +445,43 @@ class RedisBackend(Backend):
             ) from None
         return written
 
+    def push_rows(self, layout: ViewLayout, table: pa.Table, pushed_at: datetime) -> int:
+        import redis
+
+        self.kept = 0
+        state_key = self.state_key(layout.name)
+        try:
+            state = self.read_state(layout)
+            check_push_target(layout, state, self.description)
+            # each entity's hash is written whole by one script call, only if the row beats the stored one
+            written = self._write_rows(layout, table, force=False, progress=lambda rows: None)
+            if state is None:
+                made = pushed_state(layout, pushed_at)
+                # HSETNX: a sync that wrote its state meanwhile keeps it
+                if self.client.hsetnx(state_key, "signature", made.signature):
+                    self.client.hset(
+                        state_key,
+                        mapping={"state": made.to_bytes(), "synced_at": made.synced_at.isoformat(), "rows": 0},
+                    )
+            self.client.hset(f"{self.prefix}:#push", layout.name, pushed_at.isoformat())
+        except redis.RedisError as error:
+            text = str(error)
+            if "FHWRONGTYPE " in text:
+                key = text.split("FHWRONGTYPE ", 1)[1].split()[0]
+                raise OnlineStoreError(
+                    f"the Redis key {key} in {self.description} holds another type than the hash featurehouse "
+                    f"keeps for an entity of view '{layout.name}'; run 'featurehouse sync --full-refresh --views "
+                    f"{layout.name}' to replace it"
+                ) from None
+            raise OnlineStoreError(
+                f"pushing to {layout.name} in {self.description} failed: {reason(error, self.url)}"
+            ) from None
+        return written
+
+    def push_times(self) -> dict[str, datetime]:
+        raw = cast("dict[bytes, bytes]", self.client.hgetall(f"{self.prefix}:#push"))
+        return {k.decode(): datetime.fromisoformat(v.decode()) for k, v in raw.items()}
+
     def _keys(self, layout: ViewLayout, rows: pa.Table) -> pa.Array:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -491,8 +532,14 @@ class RedisBackend(Backend):
         return written
 
     def _encode(
-        self, layout: ViewLayout, chunk: pa.RecordBatch, force: bool, sha: bytes
+        self,
+        layout: ViewLayout,
+        chunk: pa.RecordBatch,
+        force: bool,
+        sha: bytes,
+        bounds: Sequence[tuple[int, int]] | None = None,
     ) -> Iterator[tuple[list[Any], int, int]]:
+        """One EVALSHA per batch of ``chunk``'s rows: BATCH rows each, or the (start, stop) ``bounds`` given."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -517,8 +564,9 @@ class RedisBackend(Backend):
         )
         fixed_count = 3 + n
         total = chunk.num_rows
-        for start in range(0, total, BATCH):
-            stop = min(start + BATCH, total)
+        if bounds is None:
+            bounds = [(start, min(start + BATCH, total)) for start in range(0, total, BATCH)]
+        for start, stop in bounds:
             size = stop - start
             header = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n%s" % (
                 3 + size + fixed_count + size * (3 + n),

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from featurehouse.errors import WarehouseError
 from featurehouse.spec.model import SNAPSHOT_BUILT_AT
-from featurehouse.sync.layout import SyncState, ViewLayout, normalise
+from featurehouse.sync.layout import PUSHED_ONLY, SyncState, ViewLayout, normalise
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,6 +58,10 @@ def read_changes(
     origin = warehouse.origin(layout.model)
     # another target's table (dev, then ci, into one store): its watermark and fingerprints mean nothing here
     full = full_refresh or previous is None or previous.signature != layout.signature or previous.origin != origin
+    if previous is not None and previous.origin == PUSHED_ONLY and not full_refresh:
+        # only pushes wrote the view: write every row conditionally, never over a newer pushed one
+        full = previous.signature != layout.signature
+        previous = SyncState(layout.name, previous.signature, previous.synced_at, 0, previous.hashes, None, origin)
     columns = dict(_model_columns(warehouse, layout))
     if SNAPSHOT_BUILT_AT in columns:
         return _by_watermark(warehouse, layout, None if full else previous, columns[SNAPSHOT_BUILT_AT], synced_at)

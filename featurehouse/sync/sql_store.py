@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.sync.base import Backend
-from featurehouse.sync.layout import STATE_TABLE, SyncState
+from featurehouse.sync.layout import PUSH_TABLE, STATE_TABLE, SyncState
 
 if TYPE_CHECKING:
     from featurehouse.sync.layout import ViewLayout
@@ -167,6 +167,42 @@ class SQLBackend(Backend):
     def states(self) -> list[SyncState]:
         rows = self.con.execute(f"SELECT view, state FROM {self.table(STATE_TABLE)} ORDER BY view").fetchall()
         return [s for s in (SyncState.from_bytes(r[1], r[0]) for r in rows) if s is not None]
+
+    def save_state_if_missing(self, state: SyncState) -> None:
+        """Write ``state`` unless the view has one (a push into a view no sync wrote yet)."""
+        marks = ", ".join(self.dialect.placeholder for _ in range(5))
+        self.con.execute(
+            f"INSERT INTO {self.table(STATE_TABLE)} (view, signature, synced_at, rows, state) VALUES ({marks}) "
+            "ON CONFLICT (view) DO NOTHING",
+            (state.view, state.signature, self.stored_time(state.synced_at), state.rows, state.to_bytes()),
+        )
+
+    def save_push(self, view: str, pushed_at: datetime, rows: int) -> None:
+        """Record a push into ``view`` (in the caller's transaction, with the pushed rows)."""
+        typed = self.dialect.column_type
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table(PUSH_TABLE)} (view {typed('string')} PRIMARY KEY, "
+            f"pushed_at {typed('timestamp')} NOT NULL, rows {typed('int64')} NOT NULL)"
+        )
+        marks = ", ".join(self.dialect.placeholder for _ in range(3))
+        self.con.execute(
+            f"INSERT INTO {self.table(PUSH_TABLE)} (view, pushed_at, rows) VALUES ({marks}) "
+            "ON CONFLICT (view) DO UPDATE SET pushed_at = excluded.pushed_at, rows = excluded.rows",
+            (view, self.stored_time(pushed_at), rows),
+        )
+
+    def push_times(self) -> dict[str, datetime]:
+        from datetime import timezone
+
+        try:
+            rows = self.con.execute(f"SELECT view, pushed_at FROM {self.table(PUSH_TABLE)}").fetchall()
+        except Exception:  # no push yet: the table does not exist (the connection autocommits)
+            return {}
+        found = {}
+        for view, at in rows:
+            when = datetime.fromisoformat(at) if isinstance(at, str) else at
+            found[view] = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        return found
 
     def save_state(self, state: SyncState) -> None:
         """Write ``state`` (in the caller's transaction: a view's rows and its state commit together)."""

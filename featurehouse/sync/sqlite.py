@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,12 +40,20 @@ from featurehouse.sync.base import (
     synced_mask,
     wait_for,
 )
-from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout
+from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout, check_push_target, pushed_state
 from featurehouse.sync.sql_store import SQLBackend, SQLDialect, insert_sql, quote
 
 if TYPE_CHECKING:
+    import sqlite3
+
     import numpy as np
     import pyarrow as pa
+
+    from featurehouse.sync.search_types import SearchHit, SearchRequest
+else:  # one SQLite library per process, the one that can load sqlite-vec (sqlite_vectors.sqlite_module)
+    from featurehouse.sync.sqlite_vectors import sqlite_module
+
+    sqlite3 = sqlite_module()
 
 BATCH_ROWS = 50_000
 CHUNK_KEYS = 500
@@ -139,6 +146,10 @@ class SQLiteBackend(SQLBackend):
         con = self.con
         self.kept = 0
         target = quote(layout.name)
+        if layout.vector is not None:  # NaN, infinity or a wrong length: refused before anything is written
+            from featurehouse.sync.sqlite_vectors import check_vectors
+
+            check_vectors(layout, table)
         try:
             con.execute("BEGIN IMMEDIATE")
             if changed is None:
@@ -171,6 +182,39 @@ class SQLiteBackend(SQLBackend):
             raise OnlineStoreError(f"writing {layout.name} to {self.description} failed: {reason(error)}") from error
         return written
 
+    def push_rows(self, layout: ViewLayout, table: pa.Table, pushed_at: datetime) -> int:
+        con = self.con
+        self.kept = 0
+        target = quote(layout.name)
+        if layout.vector is not None:  # NaN, infinity or a wrong length: refused before anything is written
+            from featurehouse.sync.sqlite_vectors import check_vectors
+
+            check_vectors(layout, table)
+        try:
+            con.execute("BEGIN IMMEDIATE")  # one transaction: a killed push leaves nothing of itself
+            try:
+                state = self.read_state(layout)
+                check_push_target(layout, state, self.description)
+                con.execute(self.create_table_sql(layout, target, if_not_exists=True))
+                before = con.total_changes
+                sql = self.upsert_sql(layout, target)
+                for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+                    con.executemany(sql, python_rows(batch, layout))
+                written = con.total_changes - before
+                if written < table.num_rows:
+                    self.kept = self._count_kept(con, layout, table)
+                if state is None:
+                    self.save_state_if_missing(pushed_state(layout, pushed_at))
+                self.save_push(layout.name, pushed_at, table.num_rows)
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise OnlineStoreError(f"pushing to {layout.name} in {self.description} failed: {reason(error)}") from error
+        return written
+
     @staticmethod
     def _count_kept(con: sqlite3.Connection, layout: ViewLayout, table: pa.Table) -> int:
         """Rows of ``table`` the store now holds otherwise: kept because the stored row beats them."""
@@ -194,6 +238,12 @@ class SQLiteBackend(SQLBackend):
     def reader(self, timeout: float | None = None) -> SQLiteReader:
         return SQLiteReader(self.path, timeout)
 
+    def search(self, layout: ViewLayout, request: SearchRequest) -> list[SearchHit]:
+        """An exact top-k scan with sqlite-vec (featurehouse/sync/sqlite_vectors.py)."""
+        from featurehouse.sync.sqlite_vectors import search
+
+        return search(self.path, layout, request)
+
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
@@ -207,9 +257,15 @@ def python_rows(batch: pa.RecordBatch, layout: ViewLayout) -> list[tuple[Any, ..
 
     dtypes = [*layout.key_dtypes, "timestamp", "timestamp", *layout.dtypes]
     columns = []
-    for column, dtype in zip(batch.columns, dtypes):
+    vector = layout.vector[0] if layout.vector is not None else None
+    for name, column, dtype in zip(batch.schema.names, batch.columns, dtypes):
         if dtype == "timestamp":
             column = column.cast(pa.string())
+        elif name == vector:  # sqlite-vec's BLOB of float32 (featurehouse/sync/sqlite_vectors.py)
+            from featurehouse.sync.sqlite_vectors import encode_vectors
+
+            columns.append(encode_vectors(column))
+            continue
         elif dtype.startswith("array<"):
             element = _json_element(dtype[len("array<") : -1])
             columns.append(
@@ -287,6 +343,10 @@ def _array_decoder(element: str) -> Any:
     inner = (lambda x: x.encode("latin-1")) if element == "bytes" else _json_decoder(element)
 
     def array(v: Any) -> list[Any]:
+        if type(v) is bytes and element == "float32":  # a vector feature: float32 BLOB (sqlite_vectors.py)
+            from featurehouse.sync.sqlite_vectors import decode_vector
+
+            return decode_vector(v)
         values = json.loads(_expect(str, "JSON text")(v))
         if not isinstance(values, list):
             raise ValueError("expected a JSON array")

@@ -9,3 +9,11 @@ SELECT
   "conv_rate" AS "conv_rate",
   "avg_daily_trips" AS "avg_daily_trips"
 FROM {{ ref('raw_driver_stats') }}
+UNION ALL
+SELECT
+  CAST("driver_id" AS BIGINT) AS "driver_id",
+  {{ featurehouse.utc_timestamp('"event_timestamp"') }} AS "event_timestamp",
+  {{ featurehouse.utc_timestamp('"created"') }} AS "created_timestamp",
+  "conv_rate" AS "conv_rate",
+  "avg_daily_trips" AS "avg_daily_trips"
+FROM {{ featurehouse.push_log('driver_stats_push', [['driver_id', 'BIGINT'], ['event_timestamp', 'TIMESTAMP'], ['created', 'TIMESTAMP'], ['conv_rate', 'REAL'], ['avg_daily_trips', 'BIGINT'], ['acc_rate', 'REAL']]) }}

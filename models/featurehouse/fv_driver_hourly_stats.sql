@@ -11,3 +11,13 @@ SELECT
   CAST("avg_daily_trips" AS BIGINT) AS "avg_daily_trips",
   CAST("avg_daily_trips" / 24.0 AS DOUBLE) AS "trips_per_hour"
 FROM {{ ref('raw_driver_stats') }}
+UNION ALL
+SELECT
+  CAST("driver_id" AS BIGINT) AS "driver_id",
+  {{ featurehouse.utc_timestamp('"event_timestamp"') }} AS "event_timestamp",
+  {{ featurehouse.utc_timestamp('"created"') }} AS "created_timestamp",
+  CAST("conv_rate" AS REAL) AS "conv_rate",
+  CAST("acc_rate" AS REAL) AS "acc_rate",
+  CAST("avg_daily_trips" AS BIGINT) AS "avg_daily_trips",
+  CAST("avg_daily_trips" / 24.0 AS DOUBLE) AS "trips_per_hour"
+FROM {{ featurehouse.push_log('driver_stats_push', [['driver_id', 'BIGINT'], ['event_timestamp', 'TIMESTAMP'], ['created', 'TIMESTAMP'], ['conv_rate', 'REAL'], ['avg_daily_trips', 'BIGINT'], ['acc_rate', 'REAL']]) }}

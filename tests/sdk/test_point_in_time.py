@@ -33,7 +33,7 @@ from support.pit_harness import (
 )
 from support.reference import CREATED, EVENT
 
-pytest_plugins = ["support.pit_harness"]
+pytest_plugins = ["support.pit_harness", "support.spark_pit"]
 
 MINUTE = dt.timedelta(minutes=1)
 HOUR = dt.timedelta(hours=1)
@@ -590,3 +590,21 @@ def test_utc_timestamp_reads_instants_whatever_the_session_zone(harness):
             con.execute("set TimeZone = 'America/New_York'")
             got = list(con.execute(query).fetchone())
     assert got == list(cases.values())
+
+
+# ---- the same property on Spark (smaller: a Spark query costs ~1 s) ----------------------------
+@pytest.mark.spark
+@settings(PROPERTY_SETTINGS, max_examples=6)
+@given(
+    rows=all_rows(),
+    data=st.data(),
+    zone=st.sampled_from(ZONES),
+    kind=st.sampled_from(["pandas", "arrow"]),
+    request_name=st.sampled_from(sorted(REQUESTS)),
+)
+def test_spark_matches_reference(spark_harness, rows, data, zone, kind, request_name):
+    spine = data.draw(spines(rows), label="spine")
+    spark_harness.load(rows)
+    frame, seen = entity_df(spine, zone, kind)
+    result = spark_harness.historical(frame, REQUESTS[request_name])
+    check(result, seen, spine, REQUESTS[request_name], rows)

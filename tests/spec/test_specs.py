@@ -253,7 +253,7 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
      f"{F}:9: unknown top-level key 'feature_view' (did you mean 'feature_views'?)"),
     ("spec file that is a list", {"drivers.yml": "- driver\n"}, CONFIG,
      f"{F}:1: expected a mapping with keys entities, sources, feature_views, feature_services, training_sets, "
-     "got list"),
+     "request_views, got list"),
     ("unknown online store type", {"drivers.yml": BASE}, CONFIG + "online_store:\n  type: redis2\n",
      "featurehouse.yml:4: online_store.type: expected 'sqlite', 'postgres' or 'redis', got 'redis2' "
      "(did you mean 'redis'?)"),

@@ -1,9 +1,7 @@
-"""Connections to the warehouse dbt builds into, for the SDK and `featurehouse sync`.
+"""Postgres: the database of a dbt-postgres target, read with psycopg 3.
 
-Results travel as Arrow tables: DuckDB hands them over natively; Postgres results are
-streamed with COPY ... TO STDOUT and parsed by pyarrow's CSV reader, and an entity_df goes in
-with COPY ... FROM STDIN written by pyarrow's CSV writer: never row by row.
-Heavy imports stay inside functions so the CLI starts fast.
+Results are streamed with COPY ... TO STDOUT and parsed by pyarrow's CSV reader, and an
+entity_df goes in with COPY ... FROM STDIN written by pyarrow's CSV writer: never row by row.
 """
 
 from __future__ import annotations
@@ -11,190 +9,15 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from featurehouse.dbt.profile import DbtTarget
 from featurehouse.errors import WarehouseError
+from featurehouse.warehouse.base import SPINE_PLACEHOLDER, Warehouse, first_line, select_from
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from psycopg import Column
-
-    from featurehouse.dbt.manifest import Relations
-
-SPINE_PLACEHOLDER = "__fh_spine_input"
-
-
-class Warehouse:
-    """The common face of a warehouse connection."""
-
-    dialect: str
-    target: DbtTarget
-    location: str = ""  # the database itself: a DuckDB file, a Postgres host and database
-    # where dbt put each model (target/manifest.json); set by connect()
-    relations: Relations | None = None
-
-    def relation(self, model: str) -> str:
-        """The quoted, schema-qualified name dbt gives ``model`` in this target."""
-        if self.relations is not None:
-            return self.relations.relation(model)
-        from sqlglot import exp
-
-        return exp.table_(model, db=self.target.schema, quoted=True).sql(dialect=self.dialect)
-
-    def origin(self, model: str) -> str:
-        """Where ``model``'s table lives, whatever the target is called: its database and relation."""
-        return f"{self.location} {self.relation(model)}"
-
-    def arrow(self, sql: str) -> pa.Table:  # pragma: no cover - interface
-        """The rows ``sql`` returns, as an Arrow table; WarehouseError with one sentence when it fails."""
-        raise NotImplementedError
-
-    def execute(self, sql: str) -> None:  # pragma: no cover - interface
-        """Run ``sql`` for its effect; WarehouseError with one sentence when it fails."""
-        raise NotImplementedError
-
-    def columns(self, sql: str) -> list[tuple[str, str]]:  # pragma: no cover - interface
-        """Names and warehouse types of the columns ``sql`` returns."""
-        raise NotImplementedError
-
-    @contextlib.contextmanager
-    def spine(self, table: pa.Table) -> Iterator[str]:  # pragma: no cover - interface
-        """Make ``table`` queryable as SPINE_PLACEHOLDER for the duration of the block."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Close the connection."""
-        pass
-
-
-_DUCKDB_RESOURCE_SETTINGS = frozenset(
-    {
-        "memory_limit",
-        "max_memory",
-        "threads",
-        "worker_threads",
-        "temp_directory",
-        "max_temp_directory_size",
-    }
-)
-
-
-class DuckDBWarehouse(Warehouse):
-    """The DuckDB file of a dbt-duckdb target, opened read-only unless asked otherwise."""
-
-    dialect = "duckdb"
-
-    def __init__(self, target: DbtTarget, root: Path, read_only: bool = True):
-        import duckdb
-
-        self.target = target
-        path = str(target.config.get("path", ":memory:"))
-        if path != ":memory:" and not Path(path).is_absolute():
-            path = str(root / path)
-        self.location = f"duckdb:{path}"
-        self.path = None if path == ":memory:" else path
-        if path != ":memory:" and not Path(path).exists():
-            raise WarehouseError(f"the DuckDB warehouse {path} does not exist yet; run 'dbt build' first")
-        try:
-            try:
-                self._con = duckdb.connect(path, read_only=read_only and path != ":memory:")
-            except duckdb.ConnectionException:
-                # dbt running in this same process (dbtRunner) holds the file read-write, and
-                # DuckDB allows one configuration per file per process: share it.
-                self._con = duckdb.connect(path)
-        except duckdb.Error as error:
-            raise WarehouseError(f"cannot open the DuckDB warehouse {path}: {error}") from error
-        # Timestamps are stored as UTC; show them as UTC whatever the machine's zone is.
-        self._con.execute("SET TimeZone = 'UTC'").fetchall()
-        # a library must not draw on its caller's terminal (notebooks, services, cron logs)
-        self._con.execute("SET enable_progress_bar = false").fetchall()
-        self._apply_settings(target.config.get("settings") or {})
-
-    def _apply_settings(self, settings: dict[str, Any]) -> None:
-        """The profile's resource settings (memory_limit, threads, ...), as dbt-duckdb applies them.
-
-        Only settings that bound the join's resources: others (S3 credentials, ...) may
-        need extensions that the SDK does not load.
-        """
-        import duckdb
-
-        for name, value in settings.items():
-            if name.lower() not in _DUCKDB_RESOURCE_SETTINGS:
-                continue
-            try:
-                self._con.execute(f"SET {name} = ?", [str(value)]).fetchall()
-            except duckdb.Error as error:
-                raise WarehouseError(
-                    f"profiles.yml target '{self.target.target_name}': cannot apply DuckDB setting "
-                    f"{name}={value!r}: {error}"
-                ) from None
-
-    def relation(self, model: str) -> str:
-        if self.relations is not None:
-            return self.relations.relation(model)
-        from sqlglot import exp
-
-        database = self.target.config.get("database") or None
-        return exp.table_(model, db=self.target.schema, catalog=database, quoted=True).sql(dialect=self.dialect)
-
-    def copy_database_to(self, path: Path) -> None:
-        """Copy every schema, table and view of this database into a new DuckDB file at ``path``."""
-        import duckdb
-        from sqlglot import exp
-
-        alias = exp.to_identifier("__fh_export")
-        attach = exp.Attach(
-            this=exp.alias_(exp.Literal.string(str(path)), alias),
-            expressions=[exp.AttachOption(this=exp.var("READ_WRITE"))],
-        ).sql(dialect=self.dialect)
-        detach = exp.Detach(this=alias).sql(dialect=self.dialect)
-        try:
-            row = self._con.execute("select current_database()").fetchone()
-            # current_database() always returns one row
-            source = exp.to_identifier(cast(tuple[str], row)[0], quoted=True).sql(dialect=self.dialect)
-            # the warehouse stays read-only; only the new file is written
-            self._con.execute(attach).fetchall()
-            try:
-                # sqlglot has no COPY FROM DATABASE: text around its identifiers
-                self._con.execute(f"COPY FROM DATABASE {source} TO {alias.sql(dialect=self.dialect)}").fetchall()
-            finally:
-                self._con.execute(detach).fetchall()
-        except duckdb.Error as error:
-            raise WarehouseError(_first_line(error)) from error
-
-    def arrow(self, sql: str) -> pa.Table:
-        import duckdb
-
-        try:
-            return self._con.sql(sql).to_arrow_table()
-        except duckdb.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from error
-
-    def execute(self, sql: str) -> None:
-        self._con.execute(sql).fetchall()
-
-    def columns(self, sql: str) -> list[tuple[str, str]]:
-        import duckdb
-
-        try:
-            rows = self._con.execute(f"DESCRIBE {sql}").fetchall()
-        except duckdb.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from error
-        return [(row[0], row[1]) for row in rows]
-
-    @contextlib.contextmanager
-    def spine(self, table: pa.Table) -> Iterator[str]:
-        self._con.register(SPINE_PLACEHOLDER, table)
-        try:
-            yield SPINE_PLACEHOLDER
-        finally:
-            self._con.unregister(SPINE_PLACEHOLDER)
-
-    def close(self) -> None:
-        self._con.close()
-
 
 _PG_TYPES = {
     "bool": "boolean",
@@ -248,6 +71,8 @@ class PostgresWarehouse(Warehouse):
     """The database of a dbt-postgres target, read with psycopg 3."""
 
     dialect = "postgres"
+    adapter = "postgres"
+    extra = "postgres"
 
     def __init__(self, target: DbtTarget):
         try:
@@ -266,8 +91,12 @@ class PostgresWarehouse(Warehouse):
         try:
             self._con = psycopg.connect(postgres_conninfo(target.config), autocommit=True)
         except psycopg.Error as error:
-            reason = _first_line(error)
+            reason = first_line(error)
             raise WarehouseError(f"cannot connect to the Postgres warehouse: {reason}") from None
+
+    def type_name(self, arrow_type: pa.DataType) -> str:
+        """The Postgres column type of ``arrow_type`` (see postgres_type)."""
+        return postgres_type(arrow_type)
 
     def execute(self, sql: str) -> None:
         import psycopg
@@ -275,7 +104,7 @@ class PostgresWarehouse(Warehouse):
         try:
             self._con.execute(sql)
         except psycopg.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
+            raise WarehouseError(f"the warehouse query failed: {first_line(error)}") from None
 
     def columns(self, sql: str) -> list[tuple[str, str]]:
         import psycopg
@@ -285,7 +114,7 @@ class PostgresWarehouse(Warehouse):
             # a costly plan is JIT-compiled even under LIMIT 0: ~0.2 s to load LLVM, for nothing
             with self._con.transaction(), self._con.cursor() as cur:
                 cur.execute("SET LOCAL jit = off")
-                cur.execute(_select_from(sql, [exp.Star()]).limit(0).sql(dialect=self.dialect))
+                cur.execute(select_from(sql, [exp.Star()]).limit(0).sql(dialect=self.dialect))
                 # a SELECT always describes its columns
                 description = cast("list[Column]", cur.description)
                 names = [d.name for d in description]
@@ -296,7 +125,7 @@ class PostgresWarehouse(Warehouse):
                 )
                 types = [row[0] for row in cur.fetchall()]
         except psycopg.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
+            raise WarehouseError(f"the warehouse query failed: {first_line(error)}") from None
         return list(zip(names, types))
 
     def arrow(self, sql: str) -> pa.Table:
@@ -307,7 +136,7 @@ class PostgresWarehouse(Warehouse):
         from sqlglot import exp
 
         columns = self.columns(sql)
-        select = _select_from(
+        select = select_from(
             sql,
             [
                 # arrays travel as JSON text, bytea as hex; both are decoded below
@@ -329,7 +158,7 @@ class PostgresWarehouse(Warehouse):
                     for block in copy:
                         buffer.write(block)
         except psycopg.Error as error:
-            raise WarehouseError(f"the warehouse query failed: {_first_line(error)}") from None
+            raise WarehouseError(f"the warehouse query failed: {first_line(error)}") from None
         arrow_types = {name: _arrow_type(kind) for name, kind in columns}
         names = [name for name, _ in columns]
         if not names:
@@ -371,7 +200,7 @@ class PostgresWarehouse(Warehouse):
                 expressions=[
                     exp.ColumnDef(
                         this=exp.to_identifier(f.name, quoted=True),
-                        kind=exp.DataType.build(postgres_type(f.type), dialect=self.dialect),
+                        kind=exp.DataType.build(self.type_name(f.type), dialect=self.dialect),
                     )
                     for f in table.schema
                 ],
@@ -396,7 +225,7 @@ class PostgresWarehouse(Warehouse):
                                 copy.write_row(row)
             self._con.execute(f"ANALYZE {SPINE_PLACEHOLDER}")
         except psycopg.Error as error:
-            raise WarehouseError(f"cannot load the entity rows into Postgres: {_first_line(error)}") from None
+            raise WarehouseError(f"cannot load the entity rows into Postgres: {first_line(error)}") from None
         try:
             yield SPINE_PLACEHOLDER
         finally:
@@ -405,14 +234,6 @@ class PostgresWarehouse(Warehouse):
 
     def close(self) -> None:
         self._con.close()
-
-
-def _select_from(sql: str, columns: list[Any]) -> Any:
-    """``SELECT columns FROM (sql) AS q`` as a sqlglot query; ``sql`` (dbt-compiled, possibly
-    large) is passed through as text, not parsed."""
-    from sqlglot import exp
-
-    return exp.select(*columns).from_(exp.paren(exp.Var(this=sql)).as_("q"))
 
 
 def _csv_copyable(schema: pa.Schema) -> bool:
@@ -488,28 +309,3 @@ def _decode(column: pa.ChunkedArray, kind: pa.DataType) -> pa.Array:
     if pa.types.is_binary(kind):
         return pa.array([None if v is None else bytes.fromhex(v[2:]) for v in values], type=kind)
     return pa.array([None if v is None else json.loads(v) for v in values], type=kind)
-
-
-def _first_line(error: Exception) -> str:
-    """DuckDB appends hints on further lines ("Did you mean ...?"); an error is one sentence."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def connect(target: DbtTarget, root: Path, read_only: bool = True, models_dir: Path | None = None) -> Warehouse:
-    """A connection to the dbt target's warehouse; model relations as dbt's manifest places them
-    (``models_dir``: the folder of the generated models, for staleness and to tell them apart)."""
-    from featurehouse.dbt.manifest import Relations
-
-    warehouse: Warehouse
-    if target.type == "duckdb":
-        warehouse = DuckDBWarehouse(target, root, read_only=read_only)
-    elif target.type == "postgres":
-        warehouse = PostgresWarehouse(target)
-    else:
-        raise WarehouseError(
-            f"the dbt target '{target.target_name}' is of type '{target.type}'; featurehouse's Python side "
-            "reads from duckdb and postgres (the dbt models and macros run on any adapter)"
-        )
-    warehouse.relations = Relations(root, target, models_dir)
-    return warehouse

@@ -1,0 +1,134 @@
+with __fh_spine as (
+    select
+        *,
+        cast(`event_timestamp` as timestamp) as __fh_ts,
+        row_number() over () as __fh_row
+    from `golden`.`main`.`spine_model`
+)
+, __fh_u1 as (
+    select `driver_id`, event_timestamp as __fh_t, 0 as __fh_kind, cast(null as bigint) as __fh_row,
+           created_timestamp as __fh_c, `f_int`, `f_str`, `f_float`
+    from `golden`.`main`.`fv_drv`
+    where event_timestamp is not null and `driver_id` is not null
+    union all
+    select `driver_id`, __fh_ts, 1, __fh_row, null, null, null, null
+    from __fh_spine
+)
+, __fh_g1 as (
+    select
+        *,
+        count(case when __fh_kind = 0 then 1 end) over (
+            partition by `driver_id`
+            order by __fh_t, __fh_kind, __fh_c nulls first, `f_int` nulls last, `f_str` nulls last, `f_float` nulls last
+            rows between unbounded preceding and current row
+        ) as __fh_grp
+    from __fh_u1
+)
+, __fh_p1 as (
+    select
+        __fh_row,
+        __fh_kind,
+        __fh_t,
+        first_value(__fh_kind) over __fh_w as __fh_winner_kind,
+        first_value(__fh_t) over __fh_w as __fh_e,
+        first_value(`f_int`) over __fh_w as `f_int`,
+        first_value(`f_str`) over __fh_w as `f_str`
+    from __fh_g1
+    window __fh_w as (partition by `driver_id`, __fh_grp order by __fh_kind rows between unbounded preceding and current row)
+)
+, __fh_r1 as (
+    select
+        __fh_row,
+        case when __fh_winner_kind = 0 and __fh_t is not null and __fh_e >=
+
+        datetime_add(
+            cast( __fh_t as datetime),
+        interval -3600 second
+        )
+
+
+             then `f_int` end as `f_int`,
+        case when __fh_winner_kind = 0 and __fh_t is not null and __fh_e >=
+
+        datetime_add(
+            cast( __fh_t as datetime),
+        interval -3600 second
+        )
+
+
+             then `f_str` end as `f_str`
+    from __fh_p1
+    where __fh_kind = 1
+)
+, __fh_d2 as (
+    select * from (
+        select
+            *,
+            row_number() over (
+                partition by `driver_id`, event_timestamp, created_timestamp
+                order by `f_int` desc nulls first, `f_str` desc nulls first
+            ) as __fh_rank
+        from `golden`.`main`.`fv_drv_fc`
+        where event_timestamp is not null and `driver_id` is not null
+    ) as ranked
+    where __fh_rank = 1
+)
+, __fh_u2 as (
+    select `driver_id`, case when created_timestamp > event_timestamp then created_timestamp else event_timestamp end as __fh_t,
+           0 as __fh_kind, cast(null as bigint) as __fh_row,
+           (format_timestamp('%Y%m%d%H%M%E6S', event_timestamp, 'UTC')
+    || coalesce(format_timestamp('%Y%m%d%H%M%E6S', created_timestamp, 'UTC'), '')) as __fh_key
+    from __fh_d2
+    union all
+    select `driver_id`, __fh_ts, 1, __fh_row, null
+    from __fh_spine
+)
+, __fh_m2 as (
+    select
+        `driver_id`, __fh_row, __fh_kind, __fh_t,
+        max(__fh_key) over (
+            partition by `driver_id` order by __fh_t, __fh_kind
+            rows between unbounded preceding and current row
+        ) as __fh_best
+    from __fh_u2
+)
+, __fh_r2 as (
+    select
+        m.__fh_row,
+        case when m.__fh_t is not null and d.event_timestamp >=
+
+        datetime_add(
+            cast( m.__fh_t as datetime),
+        interval -3600 second
+        )
+
+
+             then d.`f_int` end as `f_int`,
+        case when m.__fh_t is not null and d.event_timestamp >=
+
+        datetime_add(
+            cast( m.__fh_t as datetime),
+        interval -3600 second
+        )
+
+
+             then d.`f_str` end as `f_str`
+    from __fh_m2 as m
+    left join __fh_d2 as d
+        on d.`driver_id` = m.`driver_id` and (format_timestamp('%Y%m%d%H%M%E6S', d.event_timestamp, 'UTC')
+    || coalesce(format_timestamp('%Y%m%d%H%M%E6S', d.created_timestamp, 'UTC'), '')) = m.__fh_best
+    where m.__fh_kind = 1
+)
+select
+    s.`driver_id`,
+    s.`customer_id`,
+    s.`event_timestamp`,
+    s.`label`,
+    r1.`f_int` as `f_int`,
+    r1.`f_str` as `f_str`,
+    r2.`f_int` as `drv_fc__f_int`,
+    r2.`f_str` as `drv_fc__f_str`
+from __fh_spine as s
+left join __fh_r1 as r1 on r1.__fh_row = s.__fh_row
+left join __fh_r2 as r2 on r2.__fh_row = s.__fh_row
+order by s.__fh_row

@@ -1,0 +1,1 @@
+select cast(event_timestamp as timestamp) as t from "golden"."main"."fv_drv"
