@@ -4,7 +4,8 @@ The dbt package (dbt_project.yml, macros/) and the example's feature_specs/ live
 repository root, where dbt and the example repo expect them; a wheel carries only what is
 under featurehouse/, so the build copies them to featurehouse/dbt_package/ and
 featurehouse/example_specs/ (docs/decisions/0013-how-a-repo-finds-the-macros.md), and the
-root's sync/ (cron and systemd files) to featurehouse/scaffold/sync/ for `featurehouse init`. Everything
+root's sync/ (cron and systemd files) to featurehouse/scaffold/sync/ and the example's own dbt
+models (models/example/) to featurehouse/scaffold/models/example/ for `featurehouse init`. Everything
 else is in pyproject.toml.
 """
 
@@ -40,6 +41,8 @@ class BuildWithDbtPackage(build_py):
         for path in sorted((ROOT / "sync").iterdir()):  # cron and systemd files that init writes
             if path.is_file():
                 files[f"scaffold/sync/{path.name}"] = path.read_bytes()
+        for path in sorted((ROOT / "models" / "example").glob("*.sql")):  # the example's own dbt models
+            files[f"scaffold/models/example/{path.name}"] = path.read_bytes()
         for name, data in files.items():
             path = target / name
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,8 @@ Rows (p50 / p99 over ``--queries`` random queries, cosine):
   client writing the same rows (sqlite3 ``executemany`` of the same BLOBs, one transaction),
   and the vec0 table's insert.
 
-Feast 0.67's ``retrieve_online_documents_v2`` (sqlite-vec) runs only where a Feast venv exists
-at ``.venvs/feast-0.67`` and its Python can load SQLite extensions; otherwise the table says so.
+Feast 0.67's ``retrieve_online_documents_v2`` (sqlite-vec) on this corpus: bench/bench_vectors_feast.py
+(it imports ``corpus()`` from here and runs Feast in its own venv).
 
     .venv/bin/python bench/bench_vectors.py [--docs 100000] [--dims 384] [--queries 30]
 """
@@ -25,7 +25,6 @@ import itertools
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,7 +36,6 @@ import numpy as np
 import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parent.parent
-FEAST_PYTHON = ROOT / ".venvs" / "feast-0.67" / "bin" / "python"
 
 SPECS = """\
 entities:
@@ -103,6 +101,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from featurehouse import FeatureStore
+    from featurehouse.sync.base import Connections
     from featurehouse.sync.layout import SyncState, ViewLayout
     from featurehouse.sync.sqlite import SQLiteBackend
     from featurehouse.sync.sqlite_vectors import connection, encode_vectors, search_sql
@@ -158,7 +157,7 @@ def main() -> None:
         # ---- search: featurehouse vs the same statement through the raw client ------------------------------
         rng = np.random.default_rng(11)
         queries = [rng.standard_normal(args.dims, dtype=np.float32) for _ in range(args.queries)]
-        con = connection(work / "online.db")
+        con = connection(work / "online.db", Connections())
         not_before = now - timedelta(days=3)
         stored_cutoff = not_before.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         for label, where, ttl in (("search, no filter", None, False), ("search, ttl + where", {"lang": "en"}, True)):
@@ -245,22 +244,10 @@ def vec0_timings(work: Path, table: pa.Table, blobs: list[Any], queries: list[np
 
 
 def feast_note() -> str:
-    if not FEAST_PYTHON.exists():
-        return (
-            "Feast 0.67: not measured - no Feast venv at .venvs/feast-0.67 on this machine "
-            "(tests/server/test_feast_client.py builds it on first use)."
-        )
-    probe = subprocess.run(
-        [str(FEAST_PYTHON), "-c", "import sqlite3; sqlite3.connect(':memory:').enable_load_extension(True)"],
-        capture_output=True,
-        text=True,
+    return (
+        "Feast 0.67 (retrieve_online_documents_v2, sqlite-vec) on this corpus: "
+        ".venv/bin/python bench/bench_vectors_feast.py (docs/benchmarks.md, 'Feast 0.67 on the same data')."
     )
-    if probe.returncode != 0:
-        return (
-            "Feast 0.67: not measured - its sqlite online store loads sqlite-vec through the stdlib sqlite3, "
-            "and this Python's sqlite3 cannot load extensions (no enable_load_extension)."
-        )
-    return "Feast 0.67: a venv is present; its retrieve_online_documents_v2 run is not scripted here yet."
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from featurehouse.errors import FeaturehouseError, RequestError, did_you_mean
 from featurehouse.plan.joins import feature_dtypes
 from featurehouse.spec.durations import format_duration
-from featurehouse.spec.request_views import regular_selections
+from featurehouse.spec.request_views import compiled, nodes, regular_selections, request_selections, split_refs
 
 if TYPE_CHECKING:
     from featurehouse.spec.repo import FeatureRepo
 
-KINDS = ("entities", "feature-views", "feature-services", "features")
+KINDS = ("entities", "sources", "feature-views", "request-views", "feature-services", "features")
 
 
 class CatalogError(RequestError):
@@ -90,6 +90,17 @@ def training_set_usage(repo: FeatureRepo, view_name: str) -> list[dict[str, Any]
 
 def _views_of(repo: FeatureRepo, features: str | list[str]) -> list[str]:
     return [s.view.name for s in regular_selections(repo, features)]
+
+
+def _request_views_of(repo: FeatureRepo, features: str | list[str]) -> list[str]:
+    return [s.view.name for s in request_selections(repo, split_refs(repo, features)[1])]
+
+
+def _feature_refs(repo: FeatureRepo, features: str | list[str]) -> list[str]:
+    """``view:feature`` for every feature of a list or service: feature views' first, then request views'."""
+    refs = [f"{s.view.name}:{f}" for s in regular_selections(repo, features) for f in s.features]
+    selections = request_selections(repo, split_refs(repo, features)[1])
+    return refs + [f"{s.view.name}:{f}" for s in selections for f in s.features]
 
 
 # ---- one object each -------------------------------------------------------------------------------
@@ -187,8 +198,9 @@ def service_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
         "description": service.description,
         "owner": service.owner,
         "tags": dict(service.tags),
-        "features": [f"{s.view.name}:{f}" for s in regular_selections(repo, service.features) for f in s.features],
+        "features": _feature_refs(repo, service.features),
         "feature_views": _views_of(repo, service.features),
+        "request_views": _request_views_of(repo, service.features),
         "training_sets": [t.name for t in repo.training_sets.values() if t.features == name],
         "spec": _origin(repo, "feature_services", name),
     }
@@ -210,8 +222,9 @@ def training_set_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
         "tags": dict(training_set.tags),
         "spine": {location[0]: location[1]},
         "feature_service": features if isinstance(features, str) and features in repo.feature_services else None,
-        "features": [f"{s.view.name}:{f}" for s in regular_selections(repo, features) for f in s.features],
+        "features": _feature_refs(repo, features),
         "feature_views": _views_of(repo, features),
+        "request_views": _request_views_of(repo, features),
         "full_feature_names": training_set.full_feature_names,
         "model": training_set_model(name),
         "spec": _origin(repo, "training_sets", name),
@@ -237,6 +250,79 @@ def feature_info(repo: FeatureRepo, view_name: str, feature_name: str) -> dict[s
     }
 
 
+def request_usage(repo: FeatureRepo, view_name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(feature services, training sets) reading request view ``view_name``, with the features each reads."""
+    services = []
+    for service in repo.feature_services.values():
+        for selection in request_selections(repo, split_refs(repo, service.features)[1]):
+            if selection.view.name == view_name:
+                services.append({"name": service.name, "features": list(selection.features)})
+    sets = []
+    for training_set in repo.training_sets.values():
+        for selection in request_selections(repo, split_refs(repo, training_set.features)[1]):
+            if selection.view.name == view_name:
+                via = training_set.features if isinstance(training_set.features, str) else None
+                sets.append(
+                    {
+                        "name": training_set.name,
+                        "features": list(selection.features),
+                        "via": via if via in repo.feature_services else None,
+                    }
+                )
+    return services, sets
+
+
+def request_view_info(repo: FeatureRepo, name: str) -> dict[str, Any]:
+    """What ``describe`` shows for a request view: its request fields, expressions and the features they read."""
+    view = repo.request_views[name]
+    reads = compiled(repo, view).refs
+    services, sets = request_usage(repo, name)
+    return {
+        "kind": "request_view",
+        "name": name,
+        "description": view.description,
+        "owner": view.owner,
+        "tags": dict(view.tags),
+        "request": [{"name": f.name, "dtype": f.dtype, "description": f.description} for f in view.request],
+        "features": [
+            {
+                "name": f.name,
+                "dtype": f.dtype,
+                "expression": f.expression,
+                "description": f.description,
+                "tags": dict(f.tags),
+            }
+            for f in view.features
+        ],
+        "reads": [f"{v}:{f}" for v, f in reads],
+        "feature_views": list(dict.fromkeys(v for v, _ in reads)),
+        "feature_services": services,
+        "training_sets": sets,
+        "spec": _origin(repo, "request_views", name),
+    }
+
+
+def request_feature_info(repo: FeatureRepo, view_name: str, feature_name: str) -> dict[str, Any]:
+    """What ``describe`` shows for one feature (``view:feature``) of a request view."""
+    info = request_view_info(repo, view_name)
+    entry = next(f for f in info["features"] if f["name"] == feature_name)
+    used = nodes(compiled(repo, repo.request_views[view_name]).feature(feature_name).tree)
+    fields = {n.value for n in used if n.op == "field"}
+    reads = list(dict.fromkeys(f"{n.value[0]}:{n.value[1]}" for n in used if n.op == "ref"))
+    return {
+        "kind": "request_feature",
+        "name": f"{view_name}:{feature_name}",
+        "request_view": view_name,
+        **{k: v for k, v in entry.items() if k != "name"},
+        "owner": info["owner"],
+        "tags": {**info["tags"], **entry["tags"]},
+        "request": [f for f in info["request"] if f["name"] in fields],  # the fields its expression uses
+        "reads": reads,
+        "feature_services": [u["name"] for u in info["feature_services"] if feature_name in u["features"]],
+        "training_sets": [u["name"] for u in info["training_sets"] if feature_name in u["features"]],
+    }
+
+
 # ---- list ------------------------------------------------------------------------------------------
 def list_objects(
     repo: FeatureRepo, kind: str, tags: dict[str, str | None] | None = None, owner: str | None = None
@@ -247,6 +333,12 @@ def list_objects(
         if owner:
             raise CatalogError("entities have no owner; filter them with --tag, or list feature-views --owner")
         rows = [entity_info(repo, n) for n in sorted(repo.entities)]
+    elif kind == "sources":
+        if tags or owner:
+            raise CatalogError("sources have no tags or owner; list feature-views --tag/--owner instead")
+        rows = [{**source_info(repo, n), "tags": {}, "owner": ""} for n in sorted(repo.sources)]
+    elif kind == "request-views":
+        rows = [request_view_info(repo, n) for n in sorted(repo.request_views)]
     elif kind == "feature-views":
         rows = [view_info(repo, n) for n in sorted(repo.feature_views)]
     elif kind == "feature-services":
@@ -254,6 +346,11 @@ def list_objects(
     elif kind == "features":
         rows = [
             feature_info(repo, v, f) for v in sorted(repo.feature_views) for f in feature_dtypes(repo.feature_views[v])
+        ]
+        rows += [
+            request_feature_info(repo, v, f)
+            for v in sorted(repo.request_views)
+            for f in repo.request_views[v].feature_names
         ]
     else:
         raise CatalogError(f"unknown kind '{kind}'; expected one of {', '.join(KINDS)}{did_you_mean(kind, KINDS)}")
@@ -264,7 +361,9 @@ def list_objects(
 def all_names(repo: FeatureRepo) -> list[str]:
     """Every name ``describe`` accepts: objects, then ``view:feature`` for each feature."""
     names = [*repo.entities, *repo.sources, *repo.feature_views, *repo.feature_services, *repo.training_sets]
+    names += [*repo.request_views]
     names += [f"{v.name}:{f}" for v in repo.feature_views.values() for f in v.feature_names]
+    names += [f"{v.name}:{f}" for v in repo.request_views.values() for f in v.feature_names]
     return names
 
 
@@ -278,6 +377,8 @@ def describe(repo: FeatureRepo, name: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     if name in repo.feature_views:
         found.append(view_info(repo, name))
+    if name in repo.request_views:
+        found.append(request_view_info(repo, name))
     if name in repo.feature_services:
         found.append(service_info(repo, name))
     if name in repo.training_sets:
@@ -291,14 +392,20 @@ def describe(repo: FeatureRepo, name: str) -> list[dict[str, Any]]:
         view = repo.feature_views.get(view_name)
         if view is not None and feature_name in feature_dtypes(view):
             found.append(feature_info(repo, view_name, feature_name))
+        request_view = repo.request_views.get(view_name)
+        if request_view is not None and feature_name in request_view.feature_names:
+            found.append(request_feature_info(repo, view_name, feature_name))
     elif not found:
         owners = sorted(v.name for v in repo.feature_views.values() if name in feature_dtypes(v))
+        owners += sorted(v.name for v in repo.request_views.values() if name in v.feature_names)
         if len(owners) > 1:
             raise CatalogError(
                 f"feature '{name}' is in several feature views ({', '.join(owners)}); "
                 f"name one, e.g. '{owners[0]}:{name}'"
             )
-        if owners:
+        if owners and owners[0] in repo.request_views:
+            found.append(request_feature_info(repo, owners[0], name))
+        elif owners:
             found.append(feature_info(repo, owners[0], name))
     if not found:
         raise CatalogError(
@@ -413,6 +520,25 @@ def _documents(repo: FeatureRepo) -> Iterable[tuple[str, str, dict[str, str]]]:
                 f"{v.name}:{a.output_name}",
                 {"name": a.output_name, "description": a.description, "tags": _tag_text(v.tags), "owner": v.owner},
             )
+    for r in repo.request_views.values():
+        fields = " ".join(f.name for f in r.request)
+        yield (
+            "request view",
+            r.name,
+            {"name": r.name, "description": r.description, "tags": _tag_text(r.tags), "owner": r.owner},
+        )
+        for rf in r.features:
+            yield (
+                "feature",
+                f"{r.name}:{rf.name}",
+                {
+                    "name": rf.name,
+                    "description": rf.description,
+                    "tags": _tag_text({**r.tags, **rf.tags}),
+                    "owner": r.owner,
+                    "expression": f"{rf.expression} {fields}",
+                },
+            )
     for fs in repo.feature_services.values():
         yield (
             "feature service",
@@ -431,7 +557,7 @@ def _tag_text(tags: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(tags.items()))
 
 
-_FIELD_WEIGHT = {"name": 8, "tags": 4, "owner": 2, "description": 1, "join keys": 4}
+_FIELD_WEIGHT = {"name": 8, "tags": 4, "owner": 2, "description": 1, "join keys": 4, "expression": 1}
 
 
 def search(repo: FeatureRepo, text: str) -> list[Match]:
@@ -450,13 +576,22 @@ def search(repo: FeatureRepo, text: str) -> list[Match]:
         hit = tuple(k for k, v in lowered.items() if any(w in v for w in words))
         score = sum(_FIELD_WEIGHT[k] for k in hit) + (16 if " ".join(words) == fields["name"].lower() else 0)
         matches.append(Match(kind, name, fields.get("description", ""), hit, score))
-    rank = {"feature view": 0, "feature service": 1, "training set": 2, "entity": 3, "source": 4, "feature": 5}
+    rank = {
+        "feature view": 0,
+        "request view": 1,
+        "feature service": 2,
+        "training set": 3,
+        "entity": 4,
+        "source": 5,
+        "feature": 6,
+    }
     return sorted(matches, key=lambda m: (-m.score, rank[m.kind], m.name))
 
 
 def search_suggestion(repo: FeatureRepo, text: str) -> str:
     """`` (did you mean 'x'?)`` over every name, for a search that found nothing."""
     names = all_names(repo) + [f for v in repo.feature_views.values() for f in v.feature_names]
+    names += [f for v in repo.request_views.values() for f in v.feature_names]
     return did_you_mean(text.strip(), names)
 
 

@@ -30,10 +30,11 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ] && .venv/bin/python -I -
 fi
 # Spark (the `spark` extra, tests marked `spark`) runs on a JVM: Debian's Java 17 when none is there
 if ! command -v java >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless
-  else
-    echo "warning: no java and no apt-get: the Spark tests need Java 17" >&2
+  sudo=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
+  if ! { command -v apt-get >/dev/null 2>&1 \
+         && $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }; then
+    echo "Error: the Spark tests need Java 17 and it could not be installed here; install openjdk-17-jre-headless (Debian, Ubuntu) or any Java 17 and run this again." >&2
+    exit 1
   fi
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip

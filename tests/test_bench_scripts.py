@@ -28,3 +28,20 @@ def test_bench_script_runs_and_prints_its_table(script, args, header, postgres_u
     assert header in result.stdout, result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith(header)]
     assert len(rows) >= 3, result.stdout  # one row per store or read kind
+
+
+@pytest.mark.slow
+def test_bench_vectors_feast_runs_and_checks_feast_against_featurehouse():
+    # Feast runs in its own venv (built on first use: ~2 min, ~600 MB), never imported by this one
+    venv = BENCH.parent / ".venvs" / "feast-0.67-debian"
+    if not (venv / "bin" / "python").exists():
+        base = "/usr/bin/python3.11" if Path("/usr/bin/python3.11").exists() else sys.executable
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+        pins = ["feast==0.67.0", "sqlite-vec==0.1.9", "pysqlite3-binary==0.5.4.post2"]
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *pins], check=True, timeout=900)
+    result = subprocess.run([sys.executable, str(BENCH / "bench_vectors_feast.py"), "--docs", "300", "--queries", "3"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| search p50 (ms) |" in result.stdout, result.stdout
+    assert "featurehouse top-10 == exact cosine reference (numpy, float64, ties by key): 3/3 queries" in result.stdout
+    assert "Feast errors: 0/3" in result.stdout, result.stdout

@@ -76,7 +76,7 @@ def _end_to_end(repo: Path, bin_dir: Path) -> tuple[str, dict]:
     _run(["dbt", "deps"], repo, env)
     _run(["dbt", "build"], repo, env)
     _run(["python", "-c", TRAINING_SET, "training.csv"], repo, env)
-    assert "synced 3 view(s)" in _run(["featurehouse", "sync"], repo, env)
+    assert "synced 4 view(s)" in _run(["featurehouse", "sync"], repo, env)
     online = json.loads(_run(["featurehouse", "get-online-features", "-f", "driver_hourly_stats",
                               *[arg for d in range(1001, 1011) for arg in ("-e", f"driver_id={d}")]], repo, env))
     return (repo / "training.csv").read_text(), online

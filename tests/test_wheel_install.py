@@ -162,7 +162,8 @@ def test_wheel_in_a_fresh_venv_init_build_sync_read_and_a_teammates_clone(tmp_pa
     _run(["dbt", "deps"], repo, env)
     _run(["dbt", "build"], repo, env)
     assert os.access(repo / "sync" / "run-sync.sh", os.X_OK)  # what cron runs, from the wheel too
-    assert "synced 3 view(s)" in _run([str(repo / "sync" / "run-sync.sh")], repo, env)
+    # the four online views, documents too: its model (models/example/) came from the wheel
+    assert "synced 4 view(s)" in _run([str(repo / "sync" / "run-sync.sh")], repo, env)
     read = json.loads(_run(["featurehouse", "get-online-features", "-f", "driver_hourly_stats:conv_rate",
                             "-e", "driver_id=1001", "-e", "driver_id=1010"], repo, env))
     assert read["driver_id"] == [1001, 1010]
@@ -186,7 +187,7 @@ def test_wheel_in_a_fresh_venv_init_build_sync_read_and_a_teammates_clone(tmp_pa
     _run(["featurehouse", "compile", "--check"], clone, env)
     _run(["dbt", "deps"], clone, env)
     _run(["dbt", "build"], clone, env)
-    assert "synced 3 view(s)" in _run(["featurehouse", "sync"], clone, env)
+    assert "synced 4 view(s)" in _run(["featurehouse", "sync"], clone, env)
 
 
 def test_a_file_where_the_macros_folder_belongs_is_one_line(tmp_path: Path) -> None:

@@ -50,6 +50,28 @@ _LIST_COLUMNS = {
             r["description"],
         ],
     ),
+    "sources": (
+        ["NAME", "LOCATION", "TIMESTAMP", "FEATURE VIEWS", "DESCRIPTION"],
+        lambda r: [
+            r["name"],
+            ", ".join(f"{k} {v}" for k, v in r["location"].items()),
+            r["timestamp_field"],
+            ",".join(r["feature_views"]),
+            r["description"],
+        ],
+    ),
+    "request-views": (
+        ["NAME", "REQUEST FIELDS", "FEATURES", "READS", "OWNER", "TAGS", "DESCRIPTION"],
+        lambda r: [
+            r["name"],
+            ",".join(f["name"] for f in r["request"]),
+            str(len(r["features"])),
+            ",".join(r["feature_views"]),
+            r["owner"],
+            _tags(r["tags"]),
+            r["description"],
+        ],
+    ),
     "feature-views": (
         ["NAME", "ENTITIES", "FEATURES", "TTL", "ONLINE", "OWNER", "TAGS", "DESCRIPTION"],
         lambda r: [
@@ -94,7 +116,7 @@ _LIST_COLUMNS = {
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
 def list_command(ctx: click.Context, kind: str, tags: tuple[str, ...], owner: str | None, as_json: bool) -> None:
-    """List entities, feature-views, feature-services or features, optionally filtered."""
+    """List entities, sources, feature-views, request-views, feature-services or features, optionally filtered."""
     from featurehouse import catalog
 
     repo = load_repo_from(ctx)
@@ -117,7 +139,7 @@ def list_command(ctx: click.Context, kind: str, tags: tuple[str, ...], owner: st
 @click.option("--no-online", is_flag=True, help="Do not ask the online store for its sync state.")
 @click.pass_context
 def describe(ctx: click.Context, name: str, as_json: bool, no_online: bool) -> None:
-    """Describe a feature view, feature (view:feature), service, training set, entity or source."""
+    """Describe a feature view, request view, feature (view:feature), service, training set, entity or source."""
     from featurehouse import catalog
 
     store = None if no_online else open_store(ctx)
@@ -220,11 +242,45 @@ def _describe_feature(item: dict[str, Any]) -> None:
     _uses(item)
 
 
+def _describe_request_view(item: dict[str, Any]) -> None:
+    _header("request view", item)
+    _field("owner", item["owner"])
+    _field("tags", _tags(item["tags"]))
+    _field("reads", ", ".join(item["reads"]) or "no other view")
+    _uses(item)
+    click.echo("  request fields (sent with each entity row):")
+    fwidth = max((len(f["name"]) for f in item["request"]), default=0)
+    fdwidth = max((len(f["dtype"]) for f in item["request"]), default=0)
+    for request_field in item["request"]:
+        text = f"{request_field['name']:<{fwidth}}  {request_field['dtype']:<{fdwidth}}  {request_field['description']}"
+        click.echo(f"    {text.rstrip()}")
+    click.echo("  schema:")
+    width = max(len(f["name"]) for f in item["features"])
+    dwidth = max(len(f["dtype"]) for f in item["features"])
+    for feature in item["features"]:
+        extra = [f"= {feature['expression']}"] + ([f"[{_tags(feature['tags'])}]"] if feature["tags"] else [])
+        text = " ".join([feature["description"], *extra]).strip()
+        click.echo(f"    {feature['name']:<{width}}  {feature['dtype']:<{dwidth}}  {text}".rstrip())
+
+
+def _describe_request_feature(item: dict[str, Any]) -> None:
+    _header("request-time feature", item)
+    _field("dtype", item["dtype"])
+    _field("expression", item["expression"])
+    _field("request view", item["request_view"])
+    _field("request fields", ", ".join(f"{f['name']} ({f['dtype']})" for f in item["request"]) or "none")
+    _field("reads", ", ".join(item["reads"]) or "no other view")
+    _field("owner", item["owner"])
+    _field("tags", _tags(item["tags"]))
+    _uses(item)
+
+
 def _describe_service(item: dict[str, Any]) -> None:
     _header("feature service", item)
     _field("owner", item["owner"])
     _field("tags", _tags(item["tags"]))
     _field("feature views", ", ".join(item["feature_views"]))
+    _field("request views", ", ".join(item.get("request_views", [])))
     _field("training sets", ", ".join(item["training_sets"]) or "none")
     click.echo("  features:")
     for ref in item["features"]:
@@ -238,6 +294,7 @@ def _describe_training_set(item: dict[str, Any]) -> None:
     _field("spine", ", ".join(f"{k} {v}" for k, v in item["spine"].items()))
     _field("service", item["feature_service"])
     _field("feature views", ", ".join(item["feature_views"]))
+    _field("request views", ", ".join(item.get("request_views", [])))
     _field("dbt model", item["model"])
     click.echo("  features:")
     for ref in item["features"]:
@@ -253,7 +310,7 @@ def _describe_entity(item: dict[str, Any]) -> None:
 
 
 def _describe_source(item: dict[str, Any]) -> None:
-    _header("source", item)
+    _header("push source" if "push" in item["location"] else "source", item)
     _field("location", ", ".join(f"{k} {v}" for k, v in item["location"].items()))
     _field("timestamp", item["timestamp_field"])
     _field("created", item["created_timestamp_column"])
@@ -268,6 +325,8 @@ _DESCRIBERS = {
     "training_set": _describe_training_set,
     "entity": _describe_entity,
     "source": _describe_source,
+    "request_view": _describe_request_view,
+    "request_feature": _describe_request_feature,
 }
 
 

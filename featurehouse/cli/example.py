@@ -139,6 +139,18 @@ def example_specs() -> Path:
     )
 
 
+def example_models() -> Path:
+    """The example's own dbt models (models/example/: documents_embedded.sql) a new repo gets."""
+    here = Path(__file__).resolve().parent.parent
+    for folder in (here / "scaffold" / "models" / "example", here.parent / "models" / "example"):
+        if (folder / "documents_embedded.sql").is_file():
+            return folder
+    raise ConfigError(
+        f"the example's dbt models are missing from this install at {here}; "
+        "reinstall it: pip install --force-reinstall featurehouse"
+    )
+
+
 _DBT_PROJECT = """\
 name: {name}
 version: "0.1.0"
@@ -201,7 +213,7 @@ def init_repo(directory: Path, name: str | None = None) -> Path:
     from featurehouse.dbt.package_macros import VENDOR_DIR, shipped_package, write_vendored_copy
 
     shipped_package()  # before writing anything: a broken install must not leave half a repo
-    specs, scripts = example_specs(), sync_scripts()
+    specs, scripts, models = example_specs(), sync_scripts(), example_models()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "dbt_project.yml").write_text(_DBT_PROJECT.format(name=project))
     (directory / "profiles.yml").write_text(_PROFILES.format(name=project))
@@ -211,6 +223,7 @@ def init_repo(directory: Path, name: str | None = None) -> Path:
     (directory / ".gitignore").write_text(_GITIGNORE)
     shutil.copytree(specs, directory / "feature_specs")
     shutil.copytree(scripts, directory / "sync")
+    shutil.copytree(models, directory / "models" / "example")  # documents_embedded, which documents.yml reads
     (directory / "sync" / "run-sync.sh").chmod(0o755)  # a wheel does not keep the executable bit
     write_example_data(directory / "seeds")
 

@@ -91,8 +91,9 @@ def _sentence(rng: random.Random, words: list[str], lang: str) -> str:
 def corpus_rows(rng: random.Random, start: datetime, now: datetime) -> list[list[object]]:
     """The corpus as CSV rows: doc_id, event_timestamp, created, topic, lang, title, text, embedding_text.
 
-    ``embedding_text`` is the vector's numbers separated by spaces (the feature's expression
-    turns it into an array); an empty one (a NULL vector) deletes the document from then on.
+    ``embedding_text`` is the vector's numbers separated by spaces (a CSV seed holds no arrays;
+    the dbt model models/example/documents_embedded.sql splits it into one); an empty one (a
+    NULL vector) deletes the document from then on.
     """
     rows: list[list[object]] = []
     doc_id = 1

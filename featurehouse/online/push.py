@@ -151,6 +151,8 @@ def _timestamp(value: Any) -> datetime | None:
     """An instant as naive UTC (naive input is UTC already): datetimes, pandas Timestamps, ISO 8601 text."""
     if type(value).__name__ == "NaTType":
         return None
+    if isinstance(value, str) and value.strip() == "NaT":
+        return None  # pandas' missing time as text: Feast's remote store sends it for a missing created time
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))

@@ -471,6 +471,8 @@ def split_refs(repo: FeatureRepo, features: str | list[str] | tuple[str, ...]) -
     if isinstance(features, str):
         if features in repo.feature_services:
             return split_refs(repo, repo.feature_services[features].features)
+        if features not in repo.request_views and features not in repo.feature_views and ":" not in features:
+            repo.resolve_features(features)  # raises: unknown view or service, with "did you mean"
         features = [features]
     regular: list[str] = []
     requested: list[str] = []

@@ -193,6 +193,7 @@ def sync(
     try:
         report.warnings = stale_models(warehouse, layouts)
         backend.connect()
+        backend.preflight(layouts)
         with backend.lock(wait):
             for layout in layouts:
                 report.views.append(_sync_view(backend, warehouse, layout, full_refresh, progress))

@@ -60,6 +60,9 @@ class Backend:
         """Reach the store now; raise OnlineStoreError with one sentence when it cannot be reached."""
         raise NotImplementedError
 
+    def preflight(self, layouts: Sequence[ViewLayout]) -> None:
+        """Check, before any view is written, what these views need of the store (one sentence if missing)."""
+
     def lock(self, wait: float) -> contextlib.AbstractContextManager[None]:
         """Hold the store's sync lock; wait up to ``wait`` seconds, then raise SyncBusyError."""
         raise NotImplementedError

@@ -40,6 +40,7 @@ from featurehouse.sync.base import (
     wait_for,
 )
 from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout, check_push_target, pushed_state
+from featurehouse.sync.search_types import check_vectors
 from featurehouse.sync.sql_store import SQLBackend, SQLDialect, literal, quote
 
 if TYPE_CHECKING:
@@ -165,6 +166,14 @@ class PostgresBackend(SQLBackend):
                 self.con.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, key))
 
     # ---- writes ------------------------------------------------------------------------
+    def preflight(self, layouts: Sequence[ViewLayout]) -> None:
+        """pgvector, when a view has a vector index: a missing extension stops the sync before any view is written."""
+        vector_views = [layout for layout in layouts if layout.vector is not None]
+        if vector_views:
+            from featurehouse.sync import postgres_vectors
+
+            postgres_vectors.ensure_pgvector(self.con, vector_views[0], self.description)
+
     def write(
         self, layout: ViewLayout, table: pa.Table, changed: np.ndarray | None, state: SyncState, progress: Progress
     ) -> int:
@@ -179,7 +188,7 @@ class PostgresBackend(SQLBackend):
             from featurehouse.sync import postgres_vectors
 
             postgres_vectors.ensure_pgvector(con, layout, self.description)
-            postgres_vectors.check_vectors(layout, table)
+            check_vectors(layout, table)
         try:
             with con.transaction():
                 if changed is None:
@@ -253,7 +262,7 @@ class PostgresBackend(SQLBackend):
             from featurehouse.sync import postgres_vectors
 
             postgres_vectors.ensure_pgvector(con, layout, self.description)
-            postgres_vectors.check_vectors(layout, table)
+            check_vectors(layout, table)
         try:
             with con.transaction():  # one transaction: a killed push leaves nothing of itself
                 state = self.read_state(layout)

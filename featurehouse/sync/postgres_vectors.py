@@ -55,7 +55,8 @@ MAX_BUILD_MEMORY = 1 << 30
 PGVECTOR_ADVICE = (
     "CREATE EXTENSION vector needs the pgvector package on the database server (it is not part of PostgreSQL: "
     "Debian/Ubuntu apt-get install postgresql-<version>-pgvector, or see github.com/pgvector/pgvector); "
-    "install it there, then run featurehouse sync again"
+    "install it there and run featurehouse sync again, or leave the view out (name the other views: "
+    "featurehouse sync --views VIEW,..., or set online: false on it)"
 )
 
 
@@ -98,64 +99,6 @@ def ensure_pgvector(con: psycopg.Connection, layout: ViewLayout, description: st
 
 
 # ---- writes --------------------------------------------------------------------------------------------
-def check_vectors(layout: ViewLayout, table: pa.Table) -> None:
-    """Refuse rows whose vector has the wrong length, a null element, NaN or infinity, naming view and key.
-
-    The same rule, and sentences, as the SQLite store's (a view is synced whole or not at all).
-    """
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if layout.vector is None or table.num_rows == 0:
-        return
-    name, dimensions, _ = layout.vector
-    column = table.column(name)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    wrong = np.flatnonzero(present & (lengths != dimensions))
-    if len(wrong):
-        row = int(wrong[0])
-        raise OnlineStoreError(
-            f"feature view '{layout.name}': the vector feature '{name}' of key {_key(layout, table, row)} has "
-            f"{int(lengths[row])} dimensions, but its spec declares vector.dimensions {dimensions}; fix the source "
-            "rows (the vector_dimensions dbt test names them all) and sync again"
-        )
-    values = pc.list_flatten(column)
-    if values.null_count:
-        row = _row_of(column, int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]))
-        raise OnlineStoreError(
-            f"feature view '{layout.name}': the vector feature '{name}' of key {_key(layout, table, row)} "
-            "has a null element; a vector must hold numbers only (the view was not synced)"
-        )
-    numbers = values.to_numpy(zero_copy_only=False)
-    bad = np.flatnonzero(~np.isfinite(numbers))
-    if len(bad):
-        row = _row_of(column, int(bad[0]))
-        raise OnlineStoreError(
-            f"feature view '{layout.name}': the vector feature '{name}' of key {_key(layout, table, row)} holds "
-            f"{float(numbers[bad[0]])!r}; vectors must be finite (no NaN or infinity), so the view was not synced"
-        )
-
-
-def _row_of(column: pa.ListArray, position: int) -> int:
-    """The row of ``column`` that holds the flattened (null rows skipped) value at ``position``."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
-    return int(np.searchsorted(np.cumsum(lengths), position, side="right"))
-
-
-def _key(layout: ViewLayout, table: pa.Table, row: int) -> str:
-    from featurehouse.errors import excerpt
-
-    values = [table.column(k)[row].as_py() for k in layout.join_keys]
-    return "(" + ", ".join(f"{k}={excerpt(v)}" for k, v in zip(layout.join_keys, values)) + ")"
-
-
 def column_type(layout: ViewLayout, schema: str) -> sql.Composable:
     """The vector column's type, ``<extension schema>.vector(n)``."""
     from psycopg import sql

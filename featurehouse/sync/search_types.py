@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from featurehouse.errors import OnlineStoreError
+from featurehouse.errors import OnlineStoreError, excerpt
 
 if TYPE_CHECKING:
     import numpy as np
+    import pyarrow as pa
+
+    from featurehouse.sync.layout import ViewLayout
 
 METRICS = ("cosine", "l2", "inner_product")
 MAX_TOP_K = 1000
@@ -64,3 +67,59 @@ class SearchHit:
 
 class NoVectorSearchError(OnlineStoreError):
     """The configured online store has no vector search (a request the server answers with 400)."""
+
+
+def check_vectors(layout: ViewLayout, table: pa.Table) -> None:
+    """Refuse rows whose vector has the wrong length, a null element, NaN or infinity, naming view and key.
+
+    Every store runs it before its transaction, so a view is synced whole or not at all.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if layout.vector is None or table.num_rows == 0:
+        return
+    name, dimensions, _ = layout.vector
+    column = table.column(name)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    wrong = np.flatnonzero(present & (lengths != dimensions))
+    if len(wrong):
+        row = int(wrong[0])
+        raise OnlineStoreError(
+            f"feature view '{layout.name}': the vector feature '{name}' of key {_key(layout, table, row)} has "
+            f"{int(lengths[row])} dimensions, but its spec declares vector.dimensions {dimensions}; fix the source "
+            "rows (the vector_dimensions dbt test names them all) and sync again"
+        )
+    values = column.flatten()
+    if values.null_count:
+        bad_rows = _rows_of(column, np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False)))
+        raise OnlineStoreError(
+            f"feature view '{layout.name}': the vector feature '{name}' of key {_key(layout, table, bad_rows)} "
+            "has a null element; a vector must hold numbers only (the view was not synced)"
+        )
+    numbers = values.to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if len(bad):
+        row = _rows_of(column, bad[:1])
+        raise OnlineStoreError(
+            f"feature view '{layout.name}': the vector feature '{name}' of key {_key(layout, table, row)} holds "
+            f"{float(numbers[bad[0]])!r}; vectors must be finite (no NaN or infinity), so the view was not synced"
+        )
+
+
+def _rows_of(column: pa.ListArray, positions: Any) -> int:
+    """The row of ``column`` that holds the flattened (null rows skipped) value at ``positions[0]``."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
+    return int(np.searchsorted(np.cumsum(lengths), int(positions[0]), side="right"))
+
+
+def _key(layout: ViewLayout, table: pa.Table, row: int) -> str:
+    values = [table.column(k)[row].as_py() for k in layout.join_keys]
+    return "(" + ", ".join(f"{k}={excerpt(v)}" for k, v in zip(layout.join_keys, values)) + ")"

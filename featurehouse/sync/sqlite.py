@@ -93,6 +93,7 @@ class SQLiteBackend(SQLBackend):
         self.path = path
         self.description = f"the SQLite online store {path}"
         self._con: sqlite3.Connection | None = None
+        self._search_connections: Connections | None = None  # per thread, read-only, sqlite-vec loaded
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -147,7 +148,7 @@ class SQLiteBackend(SQLBackend):
         self.kept = 0
         target = quote(layout.name)
         if layout.vector is not None:  # NaN, infinity or a wrong length: refused before anything is written
-            from featurehouse.sync.sqlite_vectors import check_vectors
+            from featurehouse.sync.search_types import check_vectors
 
             check_vectors(layout, table)
         try:
@@ -187,7 +188,7 @@ class SQLiteBackend(SQLBackend):
         self.kept = 0
         target = quote(layout.name)
         if layout.vector is not None:  # NaN, infinity or a wrong length: refused before anything is written
-            from featurehouse.sync.sqlite_vectors import check_vectors
+            from featurehouse.sync.search_types import check_vectors
 
             check_vectors(layout, table)
         try:
@@ -242,12 +243,17 @@ class SQLiteBackend(SQLBackend):
         """An exact top-k scan with sqlite-vec (featurehouse/sync/sqlite_vectors.py)."""
         from featurehouse.sync.sqlite_vectors import search
 
-        return search(self.path, layout, request)
+        if self._search_connections is None:
+            self._search_connections = Connections()
+        return search(self.path, layout, request, self._search_connections)
 
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
             self._con = None
+        if self._search_connections is not None:
+            self._search_connections.close(lambda con: con.close())
+            self._search_connections = None
 
 
 def python_rows(batch: pa.RecordBatch, layout: ViewLayout) -> list[tuple[Any, ...]]:

@@ -17,17 +17,17 @@ sync needs no extension.
 from __future__ import annotations
 
 import functools
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featurehouse.errors import OnlineStoreError, excerpt
+from featurehouse.errors import OnlineStoreError
 from featurehouse.sync.search_types import SearchHit, SearchRequest
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from featurehouse.sync.base import Connections
     from featurehouse.sync.layout import ViewLayout
 
 STATE_TABLE = "_featurehouse_sync_state"
@@ -36,58 +36,6 @@ DISTANCE_FUNCTIONS = {"cosine": "vec_distance_cosine", "l2": "vec_distance_l2"}
 
 
 # ---- writes ----------------------------------------------------------------------------------------
-def check_vectors(layout: ViewLayout, table: pa.Table) -> None:
-    """Refuse a snapshot whose vector feature has NaN/infinity or the wrong length, naming the key."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if layout.vector is None or table.num_rows == 0:
-        return
-    name, dimensions, _ = layout.vector
-    column = table.column(name)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    wrong = np.flatnonzero(present & (lengths != dimensions))
-    if len(wrong):
-        row = int(wrong[0])
-        raise OnlineStoreError(
-            f"feature view '{layout.name}': the vector feature '{name}' of key {_key(layout, table, row)} has "
-            f"{int(lengths[row])} dimensions, but its spec declares vector.dimensions {dimensions}; fix the source "
-            "rows (the vector_dimensions dbt test names them all) and sync again"
-        )
-    values = column.flatten()
-    if values.null_count:
-        bad_rows = _rows_of(column, np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False)))
-        raise OnlineStoreError(
-            f"feature view '{layout.name}': the vector feature '{name}' of key {_key(layout, table, bad_rows)} "
-            "has a null element; a vector must hold numbers only (the view was not synced)"
-        )
-    numbers = values.to_numpy(zero_copy_only=False)
-    bad = np.flatnonzero(~np.isfinite(numbers))
-    if len(bad):
-        row = _rows_of(column, bad[:1])
-        raise OnlineStoreError(
-            f"feature view '{layout.name}': the vector feature '{name}' of key {_key(layout, table, row)} holds "
-            f"{numbers[bad[0]]!r}; vectors must be finite (no NaN or infinity), so the view was not synced"
-        )
-
-
-def _rows_of(column: pa.ListArray, positions: Any) -> int:
-    """The row that holds the flattened value at ``positions[0]``."""
-    import numpy as np
-
-    offsets = column.offsets.to_numpy(zero_copy_only=False)[column.offset :]
-    return int(np.searchsorted(offsets, int(positions[0]), side="right") - 1)
-
-
-def _key(layout: ViewLayout, table: pa.Table, row: int) -> str:
-    values = [table.column(k)[row].as_py() for k in layout.join_keys]
-    return "(" + ", ".join(f"{k}={excerpt(v)}" for k, v in zip(layout.join_keys, values)) + ")"
-
-
 def encode_vectors(column: pa.Array) -> list[Any]:
     """Each vector as sqlite-vec's BLOB (little-endian float32); None stays None."""
     import numpy as np
@@ -116,13 +64,9 @@ def decode_vector(value: bytes) -> list[float]:
 
 
 # ---- reads -----------------------------------------------------------------------------------------
-_local = threading.local()
-
-
-def connection(path: Path) -> Any:
-    """This thread's read-only connection to ``path`` with sqlite-vec loaded."""
-    cons: dict[str, Any] = _local.__dict__.setdefault("cons", {})
-    con = cons.get(str(path))
+def connection(path: Path, connections: Connections) -> Any:
+    """This thread's read-only connection to ``path`` with sqlite-vec loaded (kept in ``connections``)."""
+    con = connections.get()
     if con is not None:
         return con
     if not path.exists():
@@ -143,30 +87,30 @@ def connection(path: Path) -> Any:
         con.enable_load_extension(False)
     except sqlite.Error as error:
         raise OnlineStoreError(f"cannot open the SQLite online store {path} for search: {error}") from None
-    cons[str(path)] = con
-    return con
+    return connections.add(con)
 
 
+@functools.cache
 def sqlite_module() -> Any:
-    """The DB-API sqlite module of this process: pysqlite3 where installed, else the stdlib's sqlite3.
+    """The DB-API sqlite module of this process: the stdlib's sqlite3 when it can load extensions,
+    else pysqlite3 where installed (a build of Python without loadable extensions, as pyenv's
+    default), else the stdlib's (vector search then says what to install).
 
     The SQLite store's writes and reads use it too (featurehouse/sync/sqlite.py): two copies of
     the SQLite library in one process do not see each other's POSIX locks, and closing a file in
     one releases the other's locks on it, which can corrupt a WAL database
     (https://www.sqlite.org/howtocorrupt.html, "multiple copies of SQLite"). So the process
-    uses one, the one that can load sqlite-vec.
+    uses one, the one that can load sqlite-vec, and the stdlib's whenever it can.
     """
+    import sqlite3
+
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        return sqlite3
     try:
         from pysqlite3 import dbapi2
-    except ImportError:  # not Linux: the stdlib's sqlite3 usually loads extensions there
-        import sqlite3 as dbapi2
+    except ImportError:
+        return sqlite3
     return dbapi2
-
-
-def close_connections() -> None:
-    """Close this thread's search connections."""
-    for con in _local.__dict__.pop("cons", {}).values():
-        con.close()
 
 
 @functools.lru_cache(maxsize=256)
@@ -271,14 +215,14 @@ def _stored_time(when: datetime) -> str:
     return when.isoformat(sep=" ", timespec="microseconds")
 
 
-def search(path: Path, layout: ViewLayout, request: SearchRequest) -> list[SearchHit]:
+def search(path: Path, layout: ViewLayout, request: SearchRequest, connections: Connections) -> list[SearchHit]:
     """The ``request.top_k`` nearest documents of ``layout``'s view in the SQLite store at ``path``."""
     import numpy as np
 
     from featurehouse.sync.base import decoder, report_corrupt
     from featurehouse.sync.sqlite import _DECODERS, _array_decoder, _parse_timestamp
 
-    con = connection(path)
+    con = connection(path, connections)
     sql = search_sql(
         layout.name,
         layout.join_keys,

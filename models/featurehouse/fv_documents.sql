@@ -10,5 +10,5 @@ SELECT
   CAST("topic" AS TEXT) AS "topic",
   CAST("lang" AS TEXT) AS "lang",
   CAST("text" AS TEXT) AS "text",
-  CAST(STR_SPLIT("embedding_text", ' ') AS REAL[]) AS "embedding"
-FROM {{ ref('raw_documents') }}
+  CAST("embedding" AS REAL[]) AS "embedding"
+FROM {{ ref('documents_embedded') }}

@@ -24,6 +24,7 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     root = write_repo(tmp_path_factory.mktemp("docs") / "repo", {})
     for spec in (PACKAGE_ROOT / "feature_specs").glob("*.yml"):
         shutil.copy(spec, root / "feature_specs" / spec.name)
+    shutil.copytree(PACKAGE_ROOT / "models" / "example", root / "models" / "example")  # documents.yml reads it
     write_example_data(root / "seeds")
     result = CliRunner().invoke(main, ["--repo", str(root), "compile"])
     assert result.exit_code == 0, result.output

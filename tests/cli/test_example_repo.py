@@ -18,7 +18,7 @@ def _copy_example(root: Path, postgres_url: str, schema: str) -> Path:
     root.mkdir()
     for name in ("featurehouse.yml", "dbt_project.yml"):
         shutil.copy(PACKAGE_ROOT / name, root / name)
-    for folder in ("feature_specs", "macros"):
+    for folder in ("feature_specs", "macros", "models/example"):  # models/example: documents.yml reads it
         shutil.copytree(PACKAGE_ROOT / folder, root / folder)
     # the example's own profile name: its dbt_project.yml builds its models only under it
     (root / "profiles.yml").write_text(

@@ -28,7 +28,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_scaffold_is_a_dbt_project_using_this_package(repo: Path) -> None:
     for name in ("dbt_project.yml", "profiles.yml", "packages.yml", "featurehouse.yml", ".gitignore",
-                 "feature_specs/drivers.yml", "seeds/raw_driver_stats.csv", "models/featurehouse/schema.yml"):
+                 "feature_specs/drivers.yml", "seeds/raw_driver_stats.csv", "models/featurehouse/schema.yml",
+                 "models/example/documents_embedded.sql"):
         assert (repo / name).is_file(), name
     assert "name: my_features\n" in (repo / "dbt_project.yml").read_text()
     # the macros travel with the repo (git clone, then dbt deps): no path to this checkout

@@ -46,8 +46,7 @@ def _rows() -> list[tuple]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def synced_repo(tmp_path_factory):
+def _synced(root, **online):
     import duckdb
     from support.repos import reset_dbt_duckdb
 
@@ -56,7 +55,7 @@ def synced_repo(tmp_path_factory):
     from featurehouse.spec.repo import load_repo
     from featurehouse.sync import sync
 
-    root = write_repo(tmp_path_factory.mktemp("h3_check_vectors"), SPECS)
+    root = write_repo(root, SPECS, **online)
     con = duckdb.connect(str(root / "data" / "warehouse.duckdb"))
     con.execute("create table raw_docs (doc_id bigint, event_timestamp timestamp, title text, embedding float[])")
     con.executemany("insert into raw_docs values (?, ?, ?, ?)", _rows())
@@ -67,6 +66,11 @@ def synced_repo(tmp_path_factory):
     reset_dbt_duckdb()
     sync(FeatureStore(root))
     return root
+
+
+@pytest.fixture(scope="module")
+def synced_repo(tmp_path_factory):
+    return _synced(tmp_path_factory.mktemp("h3_check_vectors"))
 
 
 def test_check_finds_no_skew_and_full_recall_after_a_sync(synced_repo):
@@ -107,6 +111,23 @@ def test_check_reports_a_document_whose_vector_differs_offline(synced_repo, tmp_
     assert any(d.startswith("docs query ") for d in differences), differences
 
 
+def test_check_on_postgres_compares_exact_search_and_reports_the_hnsw_recall(tmp_path, pgvector_url):
+    """The online store is Postgres with pgvector: exact search equals offline retrieval, and the
+    recall line measures the HNSW index (every document is findable in a corpus this small)."""
+    import uuid
+
+    from featurehouse.online.check import audit
+    from featurehouse.sdk.store import FeatureStore
+
+    schema = f"check_vectors_{uuid.uuid4().hex[:8]}"
+    online = f"  type: postgres\n  url: {pgvector_url}\n  schema: {schema}\n"
+    root = _synced(tmp_path / "repo", online_store=online)
+    result = audit(FeatureStore(root))
+    assert result.differences == []
+    (search,) = [s for s in result.summaries if "searches" in s]
+    assert search.endswith("0 difference(s); recall@10 of the index against exact search: 1.00"), search
+
+
 # ---- the comparison rule ---------------------------------------------------------------------
 def test_near_ties_within_tolerance_may_swap():
     online = [((1,), 0.1), ((2,), 0.2), ((3,), 0.2 + DISTANCE_TOLERANCE / 10)]
@@ -122,3 +143,13 @@ def test_real_differences_are_named():
         "rank 2: online 2 at distance 0.3, offline 2 at 0.4"
     )
     assert compare_hits([((1,), 0.1), ((2,), 0.3)], [((5,), 0.1), ((2,), 0.3)]) == "document 5 is missing online"
+
+
+def test_recall_counts_ties_at_the_cut_off_but_not_farther_documents():
+    from featurehouse.online.check_vectors import _found
+
+    exact = [((1,), 0.1), ((2,), 0.3), ((3,), 0.3)]
+    assert _found(exact, [0.1, 0.3, 0.3]) == 3  # another document tied at 0.3 is as right as key 3
+    assert _found(exact, [0.1, 0.3, 0.35]) == 2  # a farther document is a miss
+    assert _found(exact, [0.3, 0.4, 0.5]) == 1
+    assert _found([], [0.1]) == 0

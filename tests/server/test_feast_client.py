@@ -10,7 +10,6 @@ The fast tests below pin the same request shapes against the in-process app, wit
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -24,9 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
-
+from support.feast_client import feast_python as build_feast_python
+from support.feast_client import feast_repo, run_feast
 from support.online import build_repo, sqlite_store
-from support.repos import PACKAGE_ROOT
 
 with warnings.catch_warnings():  # starlette nags about its httpx-based client; it is the documented one
     warnings.filterwarnings("ignore", message="Using `httpx` with")
@@ -34,8 +33,6 @@ with warnings.catch_warnings():  # starlette nags about its httpx-based client; 
 
 pytestmark = pytest.mark.slow
 
-FEAST_VERSION = "0.67.0"
-FEAST_VENV = PACKAGE_ROOT / ".venvs" / "feast-0.67"
 FEATUREHOUSE = str(Path(sys.executable).with_name("featurehouse"))
 DRIVERS = range(1, 13)  # driver 9 has only expired rows (ttl 1d), see online_support.stats_rows
 STATS = ["stats:conv_rate", "stats:trips", "stats:city", "stats:active"]
@@ -111,17 +108,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def feast_python() -> Path:
     """The Feast venv's python, built once per checkout (pip from the package index; ~1 min)."""
-    python = FEAST_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import feast, sys; sys.exit(feast.__version__ != sys.argv[1])", FEAST_VERSION]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    FEAST_VENV.parent.mkdir(exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(FEAST_VENV)], check=True)
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", f"feast=={FEAST_VERSION}"],
-                             capture_output=True, text=True, timeout=900)
-    assert install.returncode == 0, f"pip install feast=={FEAST_VERSION} failed:\n{install.stderr[-3000:]}"
-    assert subprocess.run(probe).returncode == 0
-    return python
+    return build_feast_python()
 
 
 @pytest.fixture(scope="module")
@@ -164,21 +151,8 @@ def server(repo: Path) -> str:
 
 
 def feast_answers(feast_python: Path, url: str, tmp_path: Path, cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    feast_repo = tmp_path / "feast_repo"
-    feast_repo.mkdir()
-    (feast_repo / "feature_store.yaml").write_text(textwrap.dedent(f"""\
-        project: test_repo
-        provider: local
-        registry: {feast_repo / 'registry.db'}
-        online_store:
-          type: remote
-          path: {url}
-        entity_key_serialization_version: 3
-        """))
-    result = subprocess.run([str(feast_python), "-c", FEAST_SCRIPT, str(feast_repo), json.dumps(cases)],
-                            capture_output=True, text=True, timeout=300, cwd=feast_repo)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    answers: dict[str, Any] = run_feast(feast_python, feast_repo(tmp_path / "feast_repo", url), FEAST_SCRIPT, cases)
+    return answers
 
 
 def sdk_answer(repo: Path, case: dict[str, Any]) -> dict[str, list[Any]]:

@@ -50,6 +50,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = write_repo(tmp_path_factory.mktemp("server") / "repo", {})
     for spec in (PACKAGE_ROOT / "feature_specs").glob("*.yml"):
         shutil.copy(spec, root / "feature_specs" / spec.name)
+    shutil.copytree(PACKAGE_ROOT / "models" / "example", root / "models" / "example")  # documents.yml reads it
     write_example_data(root / "seeds")
     cli(root, "compile")
     run_dbt(root, "build")
@@ -245,7 +246,7 @@ def test_health_and_catalog_endpoints(client: TestClient, repo: Path) -> None:
     assert [(s["name"], len(s["features"])) for s in services] == [("driver_activity", 6)]
     assert client.get("/feature-services/driver_activity").json()["training_sets"] == ["driver_training"]
     assert client.get("/feature-services/nope").status_code == 404
-    assert [e["name"] for e in client.get("/entities").json()["entities"]] == ["customer", "driver"]
+    assert [e["name"] for e in client.get("/entities").json()["entities"]] == ["customer", "document", "driver"]
 
 
 def test_openapi_documents_the_feast_body(repo: Path) -> None:

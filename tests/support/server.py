@@ -35,6 +35,7 @@ def build_example_repo(root: Path) -> Path:
     write_repo(root, {})
     for spec in (PACKAGE_ROOT / "feature_specs").glob("*.yml"):
         shutil.copy(spec, root / "feature_specs" / spec.name)
+    shutil.copytree(PACKAGE_ROOT / "models" / "example", root / "models" / "example")  # documents.yml reads it
     write_example_data(root / "seeds")
     cli(root, "compile")
     run_dbt(root, "build")

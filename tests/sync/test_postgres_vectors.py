@@ -493,3 +493,26 @@ def test_sdk_search_through_postgres_after_a_killed_cli_sync_equals_the_referenc
     finally:
         with psycopg.connect(pgvector_url, autocommit=True) as con:
             con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_sync_stops_before_any_view_is_written_when_pgvector_is_missing(postgres_url):
+    """`featurehouse sync` asks the store first (Backend.preflight): without pgvector, not even the views
+    without a vector are written, and the sentence says how to leave the vector view out."""
+    with psycopg.connect(postgres_url) as con:
+        if con.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone() is not None:
+            pytest.fail("this test needs a Postgres without the pgvector package (the shared 127.0.0.1:5432)")
+    schema = f"fh_vec_{uuid.uuid4().hex[:10]}"
+    store = PostgresBackend(postgres_url, schema)
+    try:
+        store.connect()
+        plain = ViewLayout("plain", ("doc_id",), ("int64",), ("lang",), ("string",), 0)
+        with pytest.raises(OnlineStoreError, match=r"or leave the view out \(name the other views: featurehouse sync "):
+            store.preflight([plain, layout_of(3)])
+        store.preflight([plain])  # no vector view: nothing to ask
+        with psycopg.connect(postgres_url) as con:
+            tables = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [schema])
+            assert "plain" not in {name for (name,) in tables.fetchall()}
+    finally:
+        store.close()
+        with psycopg.connect(postgres_url, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

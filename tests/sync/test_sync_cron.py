@@ -113,7 +113,7 @@ def test_a_run_builds_the_online_models_syncs_and_logs(repo: Path) -> None:
     assert result.stderr == ""  # cron mails stderr: nothing on success
     log = (repo / "logs" / "sync.log").read_text()
     assert "dbt deps" in log and "dbt build --select +online_*" in log
-    assert "synced 3 view(s)" in log and "done in" in log
+    assert "synced 4 view(s)" in log and "done in" in log
     values = _online(repo)
     assert values[0] is not None and values[1] is None  # 1010 stopped reporting two days ago
 

@@ -1,7 +1,8 @@
 """Spark as the warehouse (dbt-spark, ``method: session``, a local Spark session).
 
-The example repo compiles to Spark SQL, ``dbt build`` runs, and the SDK reads from Spark as
-Arrow: the training set is byte-equal to DuckDB's and Postgres', and ``sync`` and ``check``
+The whole example repo (documents included) compiles to Spark SQL, ``dbt build`` runs, and the
+SDK reads from Spark as Arrow: the training set and the documents view are equal to DuckDB's and
+Postgres', and ``sync`` and ``check``
 work from it. The point-in-time and window-aggregation properties run on Spark in
 tests/sdk/test_point_in_time.py and tests/compile/test_aggregations.py.
 """
@@ -26,12 +27,10 @@ def _copy_example(root: Path, outputs: str) -> Path:
     root.mkdir()
     for name in ("featurehouse.yml", "dbt_project.yml"):
         shutil.copy(PACKAGE_ROOT / name, root / name)
-    shutil.copytree(PACKAGE_ROOT / "macros", root / "macros")
-    # documents.yml's embedding expression is Postgres/DuckDB SQL (string_to_array), which
-    # Spark SQL spells split(): spec expressions are written in the target's dialect
-    shutil.copytree(
-        PACKAGE_ROOT / "feature_specs", root / "feature_specs", ignore=shutil.ignore_patterns("documents.yml")
-    )
+    # all of the example, documents.yml too: its model models/example/documents_embedded.sql
+    # splits the seed's embedding text with split() on Spark, string_to_array elsewhere
+    for folder in ("macros", "feature_specs", "models/example"):
+        shutil.copytree(PACKAGE_ROOT / folder, root / folder)
     (root / "profiles.yml").write_text("featurehouse:\n  target: dev\n  outputs:\n" + outputs)
     from featurehouse.cli.example import write_example_data
 
@@ -55,6 +54,16 @@ def _training_set(root: Path, target: str) -> pa.Table:
 
     labels = pd.read_csv(root / "seeds" / "driver_labels.csv", parse_dates=["event_timestamp"])
     return FeatureStore(root, target=target).get_historical_features(labels, "driver_activity").to_arrow()
+
+
+def _documents(root: Path, target: str) -> list[tuple[object, ...]]:
+    """The documents view's rows (doc_id, event time, text, embedding), sorted, as Python values."""
+    from featurehouse.dbt.profile import load_target
+    from featurehouse.warehouse import connect
+
+    warehouse = connect(load_target(root, target), root)
+    table = warehouse.arrow(f"select doc_id, event_timestamp, text, embedding from {warehouse.relation('fv_documents')}")
+    return sorted(zip(*(table.column(name).to_pylist() for name in table.column_names)), key=lambda row: row[:2])
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +93,10 @@ def test_example_gives_byte_equal_training_sets_on_duckdb_postgres_and_spark(
     assert on_spark.equals(on_duckdb), "Spark and DuckDB differ"
     assert on_spark.equals(on_postgres), "Spark and Postgres differ"
     assert on_spark.column("conv_rate").null_count < 100  # the join found features, not only NULLs
+    # the documents view, whose embedding a per-adapter model splits, holds the same vectors too
+    documents = _documents(spark_repo, "spark")
+    assert documents == _documents(duck_root, "dev") == _documents(pg_root, "pg")
+    assert len(documents) > 200 and len(documents[0][3]) == 64
 
 
 def test_sync_and_check_read_the_snapshots_from_spark(spark_repo):
