@@ -41,6 +41,7 @@ from featurehouse.sync.base import (
     wait_for,
 )
 from featurehouse.sync.layout import STATE_TABLE, SyncState, ViewLayout, check_push_target, pushed_state
+from featurehouse.sync.search_types import check_vectors
 from featurehouse.sync.sql_store import SQLBackend, SQLDialect, insert_sql, quote
 
 if TYPE_CHECKING:
@@ -147,10 +148,7 @@ class SQLiteBackend(SQLBackend):
         con = self.con
         self.kept = 0
         target = quote(layout.name)
-        if layout.vector is not None:  # NaN, infinity or a wrong length: refused before anything is written
-            from featurehouse.sync.search_types import check_vectors
-
-            check_vectors(layout, table)
+        check_vectors(layout, table)  # a vector's NaN, infinity or wrong length: refused before any write
         try:
             con.execute("BEGIN IMMEDIATE")
             if changed is None:
@@ -187,10 +185,7 @@ class SQLiteBackend(SQLBackend):
         con = self.con
         self.kept = 0
         target = quote(layout.name)
-        if layout.vector is not None:  # NaN, infinity or a wrong length: refused before anything is written
-            from featurehouse.sync.search_types import check_vectors
-
-            check_vectors(layout, table)
+        check_vectors(layout, table)  # a vector's NaN, infinity or wrong length: refused before any write
         try:
             con.execute("BEGIN IMMEDIATE")  # one transaction: a killed push leaves nothing of itself
             try:
