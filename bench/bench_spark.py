@@ -17,6 +17,7 @@ rendering from the cache, upload, query, typing the result).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -24,6 +25,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+# the driver holds the uploaded spine and the fetched answer (tests/support/spark.py reads it)
+os.environ.setdefault("FEATUREHOUSE_SPARK_DRIVER_MEMORY", "6g")
 
 TTL_SECONDS = 86400
 SPECS = """\

@@ -130,7 +130,8 @@ with __fh_x_events as (
 select
     __fh_all.__fh_row
     {%- for agg in aggregations %},
-    {%- if agg.function in ['min', 'max'] %}
+    {#- a min/max whose width keeps the RANGE frame (a mixed plan) is one of the others -#}
+    {%- if agg in extremes %}
     {%- set w = widths.index(agg.window_seconds) + 1 %}
     {%- set c = columns.index(agg.column) %}
     {{ 'least' if agg.function == 'min' else 'greatest' }}(__fh_pre{{ w }}.__fh_{{ agg.function }}{{ c }}, __fh_suf{{ w }}.__fh_{{ agg.function }}{{ c }}) as {{ adapter.quote(agg.name) }}

@@ -301,11 +301,15 @@ def _with_push_log(repo: FeatureRepo, view: FeatureView, dialect: str, query: ex
 
 def _feature_view_config(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
     """The model config; on Postgres with the btree index (join keys, event_timestamp) that the
-    point-in-time join's index probe reads (dbt-postgres ``indexes``; decision 0016)."""
+    point-in-time join's index probe reads (dbt-postgres ``indexes``; decision 0016), and an
+    ANALYZE after the build: the macros choose their plans from the table's statistics
+    (probe or sort, RANGE frame or time buckets), which a table just created does not have
+    until autovacuum gets to it."""
     if dialect != "postgres":
         return "{{ config(materialized='table') }}\n\n"
     columns = [exp.column(c, quoted=True).sql(dialect=dialect) for c in [*repo.join_keys(view), EVENT_TIMESTAMP]]
-    return "{{ config(materialized='table', indexes=" + jinja_literal([{"columns": columns}]) + ") }}\n\n"
+    indexes = jinja_literal([{"columns": columns}])
+    return "{{ config(materialized='table', indexes=" + indexes + ", post_hook='analyze {{ this }}') }}\n\n"
 
 
 def _utc(jinja: _Jinja, column: str, dialect: str) -> exp.Expr:

@@ -56,3 +56,14 @@ def test_example_gives_the_same_training_set_on_duckdb_and_postgres(tmp_path, po
     assert len(stopped) > 0 and stopped["conv_rate"].isna().all()
     assert duck["conv_rate"].notna().sum() > 900
 
+    # dbt build analyzes every Postgres feature view table (its post_hook): the macros pick their
+    # plans from statistics, which a table just created has not got until autovacuum runs
+    import psycopg
+
+    with psycopg.connect(postgres_url) as con:
+        analyzed = con.execute(
+            "select relname, last_analyze is not null from pg_stat_user_tables where schemaname = %s "
+            "and relname like 'fv\\_%%'",
+            [postgres_schema],
+        ).fetchall()
+    assert analyzed and all(done for _, done in analyzed), analyzed

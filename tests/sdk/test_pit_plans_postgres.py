@@ -286,6 +286,28 @@ def test_auto_takes_buckets_for_windows_dense_with_events(postgres_repo):  # noq
     check_against_reference(postgres_repo, events, spine)
 
 
+def test_auto_mixes_buckets_and_the_range_frame_per_window_width(postgres_repo):  # noqa: F811
+    """One event every 10 s per card: ~360 per 1h window (buckets) but ~30 per 5m window (the
+    RANGE frame). A max over the 5m width is then one of the RANGE-framed outputs, not a
+    bucket lookup; the answer is the reference's."""
+    import datetime as dt
+
+    from compile.test_aggregations import check_against_reference
+
+    start = dt.datetime(2024, 3, 31)
+    events = [{"card_id": 1 + i % 2, "event_timestamp": start + dt.timedelta(seconds=10 * (i // 2)),
+               "amount": float(i % 89) - 40.0, "merchant": "a"} for i in range(2_880)]
+    spine = [{"card_id": c, "event_timestamp": start + dt.timedelta(minutes=m, microseconds=u), "label": f"r{i}"}
+             for i, (c, m, u) in enumerate((c, m, u) for c in (1, 2, 3) for m in (0, 4, 5, 59, 60, 61, 119, 200)
+                                           for u in (0, 1))]
+    postgres_repo.load(events)
+    postgres_repo.execute(f"analyze {postgres_repo.table('fv_card_extremes')}")
+    use_extremes(postgres_repo, "auto")
+    check_against_reference(postgres_repo, events, spine)
+    text = rendered_text(postgres_repo.root)
+    assert "__fh_x_pre" in text and "__fh_x_others" in text  # both methods in one query
+
+
 def test_window_extremes_across_bucket_edges_and_before_1970(postgres_repo):  # noqa: F811
     """Buckets are [b*W, (b+1)*W) in microseconds since 1970: events exactly on a bucket edge,
     a microsecond either side, and times before 1970 (negative epochs, where `/` truncates
