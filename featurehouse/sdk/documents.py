@@ -167,14 +167,6 @@ def retrieval_call(
     return str(macro_call("featurehouse.point_in_time_retrieval", arguments))
 
 
-def has_pgvector(warehouse: Warehouse) -> bool | None:
-    """Whether a Postgres warehouse has the pgvector extension (None for other warehouses)."""
-    if warehouse.dialect != "postgres":
-        return None
-    found = warehouse.arrow("select 1 as found from pg_extension where extname = 'vector'")
-    return found.num_rows > 0
-
-
 @dataclass
 class DocumentRetrievalJob:
     """A pending offline retrieval; ``to_arrow()`` or ``to_df()`` runs it.
@@ -265,7 +257,7 @@ class DocumentRetrievalJob:
         warehouse = self.store._warehouse()
         try:
             placeholder = "__fh_spine_relation__"
-            call = retrieval_call(repo, request, jinja_string(placeholder), timestamp, has_pgvector(warehouse))
+            call = retrieval_call(repo, request, jinja_string(placeholder), timestamp, warehouse.has_pgvector())
             sql = render(self.store.repo_path, self.store.target, call).replace(placeholder, SPINE_PLACEHOLDER)
             with warehouse.spine(upload):
                 result = self._query(warehouse, sql)

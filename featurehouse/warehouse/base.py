@@ -69,6 +69,11 @@ class Warehouse:
         column of this engine's type ``sql_type``, as ``columns()`` names it."""
         return sql_kind(sql_type)
 
+    def has_pgvector(self) -> bool | None:
+        """Whether pgvector is installed in the warehouse; None where the engine has no such extension
+        (offline retrieval then uses the engine's own vector functions or the portable SQL)."""
+        return None
+
     def arrow(self, sql: str) -> pa.Table:  # pragma: no cover - interface
         """The rows ``sql`` returns, as an Arrow table; WarehouseError with one sentence when it fails."""
         raise NotImplementedError

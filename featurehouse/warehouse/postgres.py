@@ -98,6 +98,10 @@ class PostgresWarehouse(Warehouse):
         """The Postgres column type of ``arrow_type`` (see postgres_type)."""
         return postgres_type(arrow_type)
 
+    def has_pgvector(self) -> bool | None:
+        """Whether the ``vector`` extension is created in this database."""
+        return self.arrow("select 1 as found from pg_extension where extname = 'vector'").num_rows > 0
+
     def execute(self, sql: str) -> None:
         import psycopg
 
