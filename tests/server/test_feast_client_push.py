@@ -256,8 +256,10 @@ def test_a_missing_created_time_is_the_arrival_time(feast, repo: Path, now: date
     answers = feast({"op": "write", "view": "stats", "rows": pushed}, read([8, 41]))
     assert answers[0] == "ok"
     assert sdk(repo, [8, 41])["trips"] == [8008, 8008] and answers[1]["trips"] == [8008, 8008]
-    # the row written with its arrival time as created time is newer than one created at the event time
-    answers = feast({"op": "write", "view": "stats", "rows": rows([8], now + timedelta(minutes=5), trips=1)})
+    # the row written with its arrival time as created time is newer than one created before that
+    # arrival (not "at the event time": now + 5 min may still be ahead of the clock when this runs)
+    older = rows([8], now + timedelta(minutes=5), trips=1, created=now - timedelta(minutes=1))
+    answers = feast({"op": "write", "view": "stats", "rows": older})
     assert answers == ["ok"] and sdk(repo, [8])["trips"] == [8008]
 
 
