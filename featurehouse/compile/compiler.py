@@ -20,6 +20,7 @@ import yaml
 from sqlglot import exp
 
 from featurehouse.compile.header import GENERATED_MARK, model_header
+from featurehouse.compile.types import sql_type
 from featurehouse.errors import CompileError, SpecError, did_you_mean, excerpt
 from featurehouse.plan.jinja import JinjaCode, jinja_call, jinja_literal
 from featurehouse.plan.joins import (  # noqa: F401  (re-exported: the compiler's public names)
@@ -37,16 +38,6 @@ from featurehouse.spec.sources import file_reader, known_source_columns
 TRAINING_SET_PREFIX = "ts_"
 SCHEMA_FILE = "schema.yml"
 
-_SCALAR_TYPES = {
-    "bool": exp.DataType.Type.BOOLEAN,
-    "int32": exp.DataType.Type.INT,
-    "int64": exp.DataType.Type.BIGINT,
-    "float32": exp.DataType.Type.FLOAT,
-    "float64": exp.DataType.Type.DOUBLE,
-    "string": exp.DataType.Type.TEXT,
-    "bytes": exp.DataType.Type.VARBINARY,
-    "timestamp": exp.DataType.Type.TIMESTAMP,
-}
 _FORBIDDEN_IN_EXPRESSIONS: dict[type[exp.Expr], str] = {
     exp.Query: "a subquery",
     exp.Subquery: "a subquery",
@@ -60,14 +51,6 @@ _FORBIDDEN_IN_EXPRESSIONS: dict[type[exp.Expr], str] = {
 def training_set_model(name: str) -> str:
     """The dbt model a training set is built into."""
     return f"{TRAINING_SET_PREFIX}{name}"
-
-
-def sql_type(dtype: str) -> exp.DataType:
-    """The sqlglot type of a featurehouse dtype (``array<float32>`` → ``FLOAT[]``)."""
-    if dtype.startswith("array<"):
-        inner = sql_type(dtype[len("array<") : -1])
-        return exp.DataType(this=exp.DataType.Type.ARRAY, expressions=[inner], nested=True)
-    return exp.DataType(this=_SCALAR_TYPES[dtype])
 
 
 # ---- placeholders: Jinja inside sqlglot-built SQL -----------------------------------------------

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from featurehouse.compile.types import SCALAR_TYPES
 from featurehouse.spec.request_views import BOOL, FLOAT, INT, NULL, STRING, TIMESTAMP, Node, RequestJoinPlan
 
 if TYPE_CHECKING:
@@ -31,15 +32,6 @@ _FAMILY_TYPES = {
     STRING: exp.DataType.Type.TEXT,
     BOOL: exp.DataType.Type.BOOLEAN,
     TIMESTAMP: exp.DataType.Type.TIMESTAMP,
-}
-_DTYPE_TYPES = {
-    "bool": exp.DataType.Type.BOOLEAN,
-    "int32": exp.DataType.Type.INT,
-    "int64": exp.DataType.Type.BIGINT,
-    "float32": exp.DataType.Type.FLOAT,
-    "float64": exp.DataType.Type.DOUBLE,
-    "string": exp.DataType.Type.TEXT,
-    "timestamp": exp.DataType.Type.TIMESTAMP,
 }
 _COMPARISONS: dict[str, type[exp.Binary]] = {
     "=": exp.EQ,
@@ -140,7 +132,7 @@ def expression_sql(tree: Node, column: Callable[[Node], exp.Expr]) -> exp.Expr:
 
 def feature_sql(feature: RequestFeaturePlan, column: Callable[[Node], exp.Expr]) -> exp.Expr:
     """A request feature's SQL, cast to its declared dtype."""
-    return _cast(expression_sql(feature.tree, column), _DTYPE_TYPES[feature.dtype])
+    return _cast(expression_sql(feature.tree, column), SCALAR_TYPES[feature.dtype])
 
 
 def wrap_join(

@@ -434,7 +434,7 @@ def _select_sql(store: FeatureStore, layout: ViewLayout, batch_columns: dict[str
     import sqlglot
     from sqlglot import exp
 
-    from featurehouse.compile.compiler import sql_type
+    from featurehouse.compile.types import sql_type
 
     view = store.repo.feature_views[layout.name]
     source = store.repo.sources[view.source]
