@@ -18,12 +18,12 @@ time gets the arrival time, the same one online and in the log.
 from __future__ import annotations
 
 import threading
-import weakref
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import FeaturehouseError, OnlineStoreError, RequestError, did_you_mean, excerpt
+from featurehouse.online.reader import PerStore
 from featurehouse.spec.model import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from featurehouse.spec.push import ARRIVED_AT, PushColumn, push_schema
 
@@ -369,17 +369,12 @@ class Pusher:
             self.backend.close()
 
 
-_PUSHERS: weakref.WeakKeyDictionary[Any, Pusher] = weakref.WeakKeyDictionary()
-_PUSHERS_LOCK = threading.Lock()
+_PUSHERS: PerStore[Pusher] = PerStore(lambda store: Pusher(store))
 
 
 def pusher(store: FeatureStore) -> Pusher:
     """The store's pusher, made on first use and kept while the store lives."""
-    with _PUSHERS_LOCK:
-        found = _PUSHERS.get(store)
-        if found is None:
-            found = _PUSHERS[store] = Pusher(store)
-        return found
+    return _PUSHERS.get(store)
 
 
 def _view_rows(store: FeatureStore, layout: ViewLayout, rows: pa.Table, batch_columns: dict[str, str]) -> pa.Table:

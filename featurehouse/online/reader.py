@@ -33,9 +33,9 @@ import base64
 import math
 import threading
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from featurehouse.errors import RequestError, did_you_mean
 from featurehouse.sync.base import EPOCH, INVALID, UNSYNCED, Marker
@@ -469,19 +469,38 @@ def _entity_columns(plan: _Plan, entity_rows: Any) -> list[list[Any]]:
     return columns
 
 
-_readers_lock = threading.Lock()
-_readers: weakref.WeakKeyDictionary[FeatureStore, OnlineReader] = weakref.WeakKeyDictionary()
+T = TypeVar("T")
+
+
+class PerStore(Generic[T]):
+    """One ``make(store)`` per FeatureStore, made on first use and dropped with the store.
+
+    The read without the lock is the hot path (a dict lookup); the lock only keeps two
+    threads from making two of them.
+    """
+
+    def __init__(self, make: Callable[[FeatureStore], T]):
+        self._make = make
+        self._lock = threading.Lock()
+        self._made: weakref.WeakKeyDictionary[FeatureStore, T] = weakref.WeakKeyDictionary()
+
+    def get(self, store: FeatureStore) -> T:
+        """The store's one, made now if it has none."""
+        made = self._made.get(store)
+        if made is None:
+            with self._lock:
+                made = self._made.get(store)
+                if made is None:
+                    made = self._made[store] = self._make(store)
+        return made
+
+
+_readers: PerStore[OnlineReader] = PerStore(lambda store: OnlineReader(store))
 
 
 def reader_for(store: FeatureStore) -> OnlineReader:
     """The store's OnlineReader, created on first use (and dropped with the store)."""
-    reader = _readers.get(store)
-    if reader is None:
-        with _readers_lock:
-            reader = _readers.get(store)
-            if reader is None:
-                reader = _readers[store] = OnlineReader(store)
-    return reader
+    return _readers.get(store)
 
 
 def get_online_features(

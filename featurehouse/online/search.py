@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import base64
 import math
-import threading
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from featurehouse.errors import RequestError, did_you_mean, excerpt
+from featurehouse.online.reader import PerStore
 from featurehouse.sync.search_types import MAX_TOP_K, METRICS, SearchHit, SearchRequest
 
 if TYPE_CHECKING:
@@ -216,7 +215,7 @@ def check_where(where: Any, target: _Target) -> tuple[tuple[str, Any], ...]:
     return tuple(pairs)
 
 
-_targets: weakref.WeakKeyDictionary[FeatureStore, dict[tuple[str, ...], _Target]] = weakref.WeakKeyDictionary()
+_targets: PerStore[dict[tuple[str, ...], _Target]] = PerStore(lambda store: {})
 
 
 def _cached_target(store: FeatureStore, features: Any) -> _Target:
@@ -224,8 +223,6 @@ def _cached_target(store: FeatureStore, features: Any) -> _Target:
     if not isinstance(features, (list, tuple)) or not all(isinstance(f, str) for f in features):
         return _target(store.repo, features)
     known = _targets.get(store)
-    if known is None:
-        known = _targets.setdefault(store, {})
     key = tuple(features)
     target = known.get(key)
     if target is None:
@@ -235,21 +232,18 @@ def _cached_target(store: FeatureStore, features: Any) -> _Target:
     return target
 
 
-_backends_lock = threading.Lock()
-_backends: weakref.WeakKeyDictionary[FeatureStore, Backend] = weakref.WeakKeyDictionary()
+def _open_backend(store: FeatureStore) -> Backend:
+    from featurehouse.sync import open_backend
+
+    return open_backend(store.repo.config.online_store, store.repo_path)
+
+
+_backends: PerStore[Backend] = PerStore(_open_backend)
 
 
 def backend_of(store: FeatureStore) -> Backend:
     """The store's online backend, opened once per FeatureStore."""
-    from featurehouse.sync import open_backend
-
-    backend = _backends.get(store)
-    if backend is None:
-        with _backends_lock:
-            backend = _backends.get(store)
-            if backend is None:
-                backend = _backends[store] = open_backend(store.repo.config.online_store, store.repo_path)
-    return backend
+    return _backends.get(store)
 
 
 def retrieve_online_documents(
