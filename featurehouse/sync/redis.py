@@ -290,6 +290,22 @@ def _client(url: str) -> redis.Redis:
         ) from None
 
 
+def drain_write_replies(
+    connection: Any, pending: list[tuple[int, int]], limit: int, progress: Progress
+) -> tuple[int, int]:
+    """Read the write script's replies of the oldest command groups until at most ``limit`` are in
+    flight; (entities written, entities kept because the stored row was newer)."""
+    written = kept = 0
+    while len(pending) > limit:
+        replies, count = pending.pop(0)
+        for _ in range(replies):
+            reply = connection.read_response()
+            written += int(reply[0])
+            kept += int(reply[1])
+        progress(count)
+    return written, kept
+
+
 class RedisBackend(Backend):
     """Writes the online store to Redis: one hash per entity and view, and a state key per view."""
 
@@ -509,13 +525,9 @@ class RedisBackend(Backend):
 
         def drain(limit: int) -> None:
             nonlocal written
-            while len(pending) > limit:
-                replies, count = pending.pop(0)
-                for _ in range(replies):
-                    reply = connection.read_response()
-                    written += int(reply[0])
-                    self.kept += int(reply[1])
-                progress(count)
+            done, kept = drain_write_replies(connection, pending, limit, progress)
+            written += done
+            self.kept += kept
 
         try:
             for chunk in rows.to_batches(max_chunksize=CHUNK):

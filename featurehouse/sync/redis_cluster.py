@@ -41,6 +41,7 @@ from featurehouse.sync.redis import (
     _Prepared,
     _reply,
     _Variant,
+    drain_write_replies,
     key_part,
 )
 
@@ -240,15 +241,9 @@ class RedisClusterBackend(RedisBackend):
 
         def drain(name: str, limit: int) -> None:
             nonlocal written
-            queue = pending[name]
-            connection = connections[name]
-            while len(queue) > limit:
-                replies, count = queue.pop(0)
-                for _ in range(replies):
-                    reply = connection.read_response()
-                    written += int(reply[0])
-                    self.kept += int(reply[1])
-                progress(count)
+            done, kept = drain_write_replies(connections[name], pending[name], limit, progress)
+            written += done
+            self.kept += kept
 
         try:
             sha = b""
