@@ -234,3 +234,22 @@ def test_get_online_features_reads_the_stored_vector_back(store) -> None:
     [[(_, values)]] = reader.read([(prepared, [(1,)])])
     assert values == [[0.25, -1.5, 3.0], "t"]
     reader.close()
+
+
+def test_a_corrupt_stored_vector_fails_the_search_in_one_sentence(store, tmp_path) -> None:
+    """A BLOB that is not whole float32 values (the file damaged outside featurehouse): the search
+    says which store and what sqlite-vec found, no traceback; a sync --full-refresh rewrites it."""
+    import sqlite3
+
+    layout = layout_for(3, "cosine")
+    write(store, layout, [Doc(k, NOW, f"t{k}", "en", [1.0, float(k), 0.0]) for k in (1, 2, 3)], full=True)
+    store.close()
+    con = sqlite3.connect(tmp_path / "online.db")
+    con.execute("update docs set embedding = x'000000' where doc_id = 2")
+    con.commit()
+    con.close()
+    with pytest.raises(OnlineStoreError, match=r"searching the SQLite online store .* failed: .*divisible by 4") as error:
+        search(store, layout, [1, 1, 0], 3)
+    assert "\n" not in str(error.value)
+    write(store, layout, [Doc(k, NOW, f"t{k}", "en", [1.0, float(k), 0.0]) for k in (1, 2, 3)], full=True)
+    assert [h.key for h in search(store, layout, [1, 1, 0], 3)] == [(1,), (2,), (3,)]
