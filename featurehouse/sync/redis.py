@@ -626,6 +626,26 @@ def _reply(connection: Any) -> Any:
         return error
 
 
+def refused(reply: Any) -> bool:
+    """Whether a pipelined reply is an error that says the store did not serve the read.
+
+    A WRONGTYPE reply for an entity's key is that key's problem (it is reported and answered
+    INVALID); any other error (NOPERM, OOM, a cluster error) must fail the read: read as a
+    missing key, it would serve every feature as not found.
+    """
+    return isinstance(reply, Exception) and not str(reply).startswith("WRONGTYPE")
+
+
+def signature_of(reply: Any, view: str, where: str) -> str | None:
+    """A view's sync signature from the reply to its state key's HGET; None when never synced."""
+    if reply is None:
+        return None
+    if isinstance(reply, bytes):
+        return reply.decode()
+    problem = reason(reply) if isinstance(reply, Exception) else f"the reply was {type(reply).__name__}"
+    raise OnlineStoreError(f"reading {where} failed: the sync state of view '{view}' could not be read ({problem})")
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -848,15 +868,23 @@ class RedisReader(Reader):
         signatures = replies[len(replies) - len(requests) :]
         results: list[Any] = []
         position = 0
-        for (prepared, keys), variant, signature in zip(requests, variants, signatures):
+        where = f"the Redis online store {redact_url(self.url)}"
+        for reply in replies:
+            if refused(reply):
+                raise OnlineStoreError(f"reading {where} failed: {reason(reply, self.url)}")
+        for (prepared, keys), variant, reply in zip(requests, variants, signatures):
             view_replies = replies[position : position + len(keys)]
             position += len(keys)
-            if not isinstance(signature, bytes):  # no state: never synced
+            signature = signature_of(reply, prepared.view, where)
+            if signature is None:  # no state: never synced
                 results.append(None)
                 continue
-            if signature.decode() != prepared.current:  # synced by another definition since: re-plan
-                variant = self._variant(prepared, signature.decode())
+            if signature != prepared.current:  # synced by another definition since: re-plan
+                variant = self._variant(prepared, signature)
                 view_replies = self._roundtrip(self._command(prepared, variant, keys))
+                for reply in view_replies:
+                    if refused(reply):
+                        raise OnlineStoreError(f"reading {where} failed: {reason(reply, self.url)}")
             results.append(self._rows(prepared, variant, view_replies, keys))
         return results
 
@@ -864,6 +892,10 @@ class RedisReader(Reader):
         variant = prepared.variants.get(signature)
         if variant is None:
             data = self._roundtrip([prepared.state])[0]
+            if refused(data):
+                raise OnlineStoreError(
+                    f"reading the Redis online store {redact_url(self.url)} failed: {reason(data, self.url)}"
+                )
             state = SyncState.from_bytes(data, prepared.view) if isinstance(data, bytes) else None
             mask = synced_mask(
                 prepared.layout, prepared.features, signature, state.features if state is not None else None

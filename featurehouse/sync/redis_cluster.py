@@ -43,6 +43,8 @@ from featurehouse.sync.redis import (
     _Variant,
     drain_write_replies,
     key_part,
+    refused,
+    signature_of,
 )
 
 if TYPE_CHECKING:
@@ -530,19 +532,21 @@ class RedisClusterReader(RedisReader):
             for reply in node_replies:
                 if isinstance(reply, (redis.exceptions.MovedError, redis.exceptions.AskError)):
                     raise _Moved(reply)
-                if isinstance(reply, (redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)):
+                if refused(reply):  # TRYAGAIN, CLUSTERDOWN, NOPERM, ...: never read as a missing key
                     raise OnlineStoreError(
-                        f"reading the Redis Cluster online store {redact_url(self.url)} failed: {reason(reply)}"
+                        f"reading the Redis Cluster online store {redact_url(self.url)} failed: "
+                        f"{reason(reply, self.url)}"
                     )
         results: list[Any] = []
         for (prepared, keys), variant, view_places, (s_node, s_at) in zip(requests, variants, places, signature_places):
-            signature = replies[s_node][s_at]
-            if not isinstance(signature, bytes):  # no state: never synced
+            where = f"the Redis Cluster online store {redact_url(self.url)}"
+            signature = signature_of(replies[s_node][s_at], prepared.view, where)
+            if signature is None:  # no state: never synced
                 results.append(None)
                 continue
             view_replies = [replies[node][at] for node, at in view_places]
-            if signature.decode() != prepared.current:  # synced by another definition since: re-plan
-                variant = self._variant(prepared, signature.decode())
+            if signature != prepared.current:  # synced by another definition since: re-plan
+                variant = self._variant(prepared, signature)
                 again = self._read_once([(prepared, keys)], retry=False)
                 results.append(again[0])
                 continue
@@ -574,6 +578,10 @@ class RedisClusterReader(RedisReader):
         if variant is None:
             node = self._owner[key_slot(self._state_name(prepared))]
             data = self._send({node: [prepared.state]}, "failed to answer a read", False)[node][0]
+            if refused(data):
+                raise OnlineStoreError(
+                    f"reading the Redis Cluster online store {redact_url(self.url)} failed: {reason(data, self.url)}"
+                )
             state = SyncState.from_bytes(data, prepared.view) if isinstance(data, bytes) else None
             mask = synced_mask(
                 prepared.layout, prepared.features, signature, state.features if state is not None else None

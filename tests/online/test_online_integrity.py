@@ -221,6 +221,49 @@ def test_sync_names_a_redis_key_of_the_wrong_type(tmp_path, redis_url):
         drop_store("redis", redis_url, prefix)
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("hidden", ["state", "entities"])
+def test_a_redis_read_the_server_refuses_is_an_error_not_a_missing_value(tmp_path, redis_url, hidden):
+    """An error reply (here an ACL's NOPERM) to the sync state or to an entity's key fails the read
+    in one sentence: read as "never synced" or as a damaged value, it served every feature as
+    NOT_FOUND or INVALID while the store held them."""
+    import redis
+    from redis.connection import parse_url
+    from support.online import drop_store, redis_store, unique
+
+    root = build_repo(tmp_path, DRIVERS, "  type: sqlite\n  path: data/online.db\n")
+    prefix = unique("fhacl")
+    user = unique("fhreader")
+    set_store(root, redis_store(redis_url, prefix))
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        sync(FeatureStore(root))
+        readable = f"~{prefix}:stats:*" if hidden == "state" else f"~{prefix}:#state:*"
+        admin.acl_setuser(user, enabled=True, passwords=["+secret"], keys=[readable], commands=["+@all"])
+        options = parse_url(redis_url)
+        url = f"redis://{user}:secret@{options.get('host', '127.0.0.1')}:{options.get('port', 6379)}/0"
+        set_store(root, redis_store(url, prefix))
+        with pytest.raises(OnlineStoreError) as raised:
+            online_values(FeatureStore(root), ["stats:trips"], {"driver_id": [1, 2]})
+        text = str(raised.value)
+        assert "\n" not in text and "secret" not in text
+        assert text.startswith("reading the Redis online store") and "permission" in text.lower(), text
+        # the server answers an error, not 200 with NOT_FOUND/INVALID statuses
+        from fastapi.testclient import TestClient
+
+        from featurehouse.server import create_app
+
+        with TestClient(create_app(root), raise_server_exceptions=False) as client:
+            response = client.post(
+                "/get-online-features", json={"features": ["stats:trips"], "entities": {"driver_id": [1]}}
+            )
+        assert response.status_code == 503 and "cannot be read" in response.text, response.text
+    finally:
+        admin.acl_deluser(user)
+        admin.close()
+        drop_store("redis", redis_url, prefix)
+
+
 # ---- damaged sync state ---------------------------------------------------------------------------------
 def test_a_damaged_sync_state_is_one_line_and_full_refresh_repairs_it(tmp_path):
     root = build_repo(tmp_path, DRIVERS, "  type: sqlite\n  path: data/online.db\n")

@@ -97,6 +97,30 @@ class LocalCluster:
                 raise RuntimeError(f"the local Redis Cluster on ports {self.ports} is not ok after {timeout:g} s")
             time.sleep(0.2)
 
+    def wait_replicated(self, timeout: float = 60) -> None:
+        """Wait until every replica has applied all its primary's writes (replication is asynchronous:
+        a primary killed before its replica caught up loses writes, which Redis allows)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = []
+            for port in self.processes:
+                info = dict(
+                    line.split(":", 1) for line in self.cli(port, "info", "replication").split() if ":" in line
+                )
+                if info.get("role") != "master":
+                    continue
+                offset = int(info.get("master_repl_offset", 0))
+                for name, value in info.items():
+                    if name.startswith("slave") and name[5:].isdigit():
+                        fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+                        if int(fields.get("offset", 0)) < offset:
+                            behind.append(f"{fields.get('port')} behind {port}")
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replicas still behind after {timeout:g} s: {', '.join(behind)}")
+            time.sleep(0.1)
+
     def wait_failover(self, dead: int, timeout: float = 60) -> None:
         """Wait until the live nodes mark the killed node ``dead`` failed and its slots have a new primary."""
         deadline = time.monotonic() + timeout

@@ -338,6 +338,9 @@ def test_kill_9_of_a_node_during_reads(built):
         set_store(root, cluster_store(cluster.url, "fhh6failover"))
         store = FeatureStore(root)
         sync(store)
+        # Redis replicates asynchronously: a primary killed before its replica has the writes loses
+        # them (Redis allows that; docs/known-gaps.md). This test is about reads, so it waits.
+        cluster.wait_replicated()
         from featurehouse.online.reader import OnlineReader
 
         reader = OnlineReader(store)
@@ -345,6 +348,7 @@ def test_kill_9_of_a_node_during_reads(built):
         want = reader.read(STATS, ents, now=now)
         outcomes: list[str] = []
         errors: list[str] = []
+        wrong: list[str] = []
         stop = threading.Event()
 
         def loop() -> None:
@@ -356,8 +360,8 @@ def test_kill_9_of_a_node_during_reads(built):
                     errors.append(str(error))
                     time.sleep(0.05)
                     continue
-                assert got.values == want.values  # never a wrong value
-                assert got.statuses == want.statuses
+                if got.values != want.values or got.statuses != want.statuses:  # never a wrong value
+                    wrong.append(f"after {outcomes[-3:]}: statuses {got.statuses}")
                 outcomes.append("ok")
 
         thread = threading.Thread(target=loop)
@@ -366,9 +370,13 @@ def test_kill_9_of_a_node_during_reads(built):
         victim = cluster.primary_of(f"fhh6failover:stats:{DRIVERS[0]}".encode())
         cluster.kill(victim)
         cluster.wait_failover(victim)  # a replica took over the dead primary's slots
-        time.sleep(0.5)
+        seen = len(outcomes)
+        deadline = time.monotonic() + 30  # the reader finds the new primary on its own
+        while time.monotonic() < deadline and not (len(outcomes) > seen and outcomes[-1] == "ok"):
+            time.sleep(0.1)
         stop.set()
         thread.join()
+        assert not wrong, wrong[:3]
         assert outcomes and outcomes[-1] == "ok", (outcomes[-5:], errors[-1:])
         assert "error" in outcomes  # the dead node was noticed, not silently skipped
         for text in errors:
