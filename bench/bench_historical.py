@@ -287,6 +287,25 @@ def add_capped_target(repo: Path, memory_limit: str) -> None:
 """)
 
 
+def pieces_only_cache(repo: Path, cache: Path) -> Path:
+    """A rendering cache holding only what `featurehouse compile` renders (each view's piece): what a
+    call for a feature set never asked before finds (docs/decisions/0031-cold-training-calls.md)."""
+    pieces = cache.with_name("rendered.pieces")
+    aside = cache.with_name("rendered.aside")
+    shutil.rmtree(pieces, ignore_errors=True)
+    shutil.rmtree(aside, ignore_errors=True)
+    if cache.exists():
+        cache.rename(aside)
+    try:
+        subprocess.run([sys.executable, "-c", "from featurehouse.cli.app import main; main()", "--repo", str(repo),
+                        "compile"], check=True, stdout=subprocess.DEVNULL)
+        cache.rename(pieces)
+    finally:
+        if aside.exists():
+            aside.rename(cache)
+    return pieces
+
+
 def run_child(repo: Path, kind: str, output: str, views: int, save: str | None = None,
               target: str | None = None) -> Sample:
     """Wall time, CPU time and peak RSS of one child process."""
@@ -400,6 +419,8 @@ def main() -> None:
         f"sdk to_arrow, {many} views": ("sdk", "arrow", many, False, None),
         capped: ("sdk", "arrow", many, False, "capped"),
         "sdk to_arrow, 1 view, cold": ("sdk", "arrow", 1, True, None),
+        "sdk to_arrow, 1 view, new set": ("sdk", "arrow", 1, "pieces", None),
+        f"sdk to_arrow, {many} views, new set": ("sdk", "arrow", many, "pieces", None),
         "HUGEINT (ties arbitrary), arrow": ("hugeint", "arrow", 1, False, None),
         "HUGEINT (ties arbitrary), pandas": ("hugeint", "df", 1, False, None),
     }
@@ -408,8 +429,11 @@ def main() -> None:
                    f"sdk to_arrow, {many} views": f"hand-written, arrow, {many} views",
                    capped: f"hand-written, arrow, {many} views",
                    "sdk to_arrow, 1 view, cold": "hand-written, arrow, 1 view",
+                   "sdk to_arrow, 1 view, new set": "hand-written, arrow, 1 view",
+                   f"sdk to_arrow, {many} views, new set": f"hand-written, arrow, {many} views",
                    "HUGEINT (ties arbitrary), arrow": "hand-written, arrow, 1 view",
                    "HUGEINT (ties arbitrary), pandas": "hand-written, pandas, 1 view"}
+    pieces = pieces_only_cache(repo, cache)
     samples: dict[str, list[Sample]] = {name: [] for name in variants}
     load_before = f"{os.getloadavg()[0]:.1f}"
     print(f"measuring: {args.repeat} interleaved rounds of {len(variants)} processes", flush=True)
@@ -417,11 +441,13 @@ def main() -> None:
         for name, (kind, output, views, cold, target) in variants.items():
             if cold and round_ >= args.cold_repeat:
                 continue
-            if cold:  # an empty rendering cache; the warm renderings are put back afterwards
+            if cold:  # an empty rendering cache (or only the pieces); the warm renderings are put back afterwards
                 aside = cache.with_name("rendered.aside")
                 shutil.rmtree(aside, ignore_errors=True)
                 if cache.exists():
                     cache.rename(aside)
+                if cold == "pieces":
+                    shutil.copytree(pieces, cache)
             elif kind == "sdk" and round_ == 0:
                 run_child(repo, kind, output, views, target=target)  # fill the rendering cache
             sample = run_child(repo, kind, output, views, target=target)
@@ -429,7 +455,7 @@ def main() -> None:
                 shutil.rmtree(cache, ignore_errors=True)
                 if aside.exists():
                     aside.rename(cache)
-            if kind == "sdk" and sample.rendered != cold:
+            if kind == "sdk" and sample.rendered != (cold is True):
                 raise SystemExit(f"'{name}' was {'cold' if sample.rendered else 'warm'}: the rendering cache "
                                  "did not behave as the bench expects")
             samples[name].append(sample)
@@ -471,6 +497,10 @@ def main() -> None:
         (f"sdk peak RSS GB, {many} views, default", peak, 2.5, ""),
         (f"sdk peak RSS GB, {many} views, {args.memory_limit}", max(s.rss for s in samples[capped]), 2.5, ""),
     ]
+    for views in (1, many):
+        new = f"sdk to_arrow, {views} view{'s' if views > 1 else ''}, new set"
+        warm = "sdk to_arrow, 1 view" if views == 1 else f"sdk to_arrow, {many} views"
+        checks.append((f"new set - warm, {views} view(s), s", median(new, "wall") - median(warm, "wall"), 1.0, ""))
     print()
     print(f"{'target (warm path)':<36} {'measured':>9} {'limit':>7}  ")
     for label, value, limit, unit in checks:

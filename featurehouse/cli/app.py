@@ -114,8 +114,14 @@ def open_store(ctx: click.Context) -> FeatureStore:
 @main.command()
 @click.option("--check", is_flag=True, help="Exit 1 if the committed models differ from what compile would write.")
 @click.option("--dialect", default=None, help="SQL dialect to compile for; default: the type of the dbt target.")
+@click.option(
+    "--no-render",
+    is_flag=True,
+    help="Do not have dbt render each view's point-in-time join for the SDK (then the first training-set "
+    "call starts dbt).",
+)
 @click.pass_context
-def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
+def compile(ctx: click.Context, check: bool, dialect: str | None, no_render: bool) -> None:
     """Compile feature_specs/ into dbt models under models/featurehouse/."""
     from sqlglot.dialects.dialect import Dialect
 
@@ -180,6 +186,29 @@ def compile(ctx: click.Context, check: bool, dialect: str | None) -> None:
         f"for {dialect}: {len(result.written)} written, {len(result.removed)} removed, "
         f"{len(result.unchanged)} unchanged in {repo.config.models_dir}."
     )
+    if not no_render and not macros:
+        _render_pieces(ctx, repo, dialect)
+
+
+def _render_pieces(ctx: click.Context, repo: FeatureRepo, dialect: str) -> None:
+    """Have dbt render every view's point-in-time join once, so that no training-set call starts dbt
+    (docs/decisions/0031-cold-training-calls.md). Not being able to is a note, not a failure."""
+    from featurehouse.dbt.rendering import render_many
+    from featurehouse.errors import FeaturehouseError
+    from featurehouse.plan.joins import piece_call
+
+    if not repo.feature_views or not (repo.root / "dbt_project.yml").is_file():
+        return
+    try:
+        store = open_store(ctx)
+        if store.target.dialect != dialect:
+            return  # compiled for another warehouse than the target's: nothing to render against
+        calls = [piece_call(repo, repo.feature_views[name]) for name in sorted(repo.feature_views)]
+        render_many(repo.root, store.target, calls, write_manifest=True)
+    except FeaturehouseError as error:
+        click.echo(f"Note: the training-set SQL was not rendered ahead ({error}); the first call will start dbt.")
+        return
+    click.echo(f"Rendered the point-in-time join of {len(calls)} feature view(s) with dbt for the SDK.")
 
 
 def _check_models_dir_is_built(root: Path, models_dir: str) -> None:

@@ -73,22 +73,53 @@ def _ref_locations(root: Path, call: str) -> list[list[str | None]]:
 
 def render(root: Path, target: DbtTarget, call: str) -> str:
     """The SQL that ``{{ call }}`` renders to in this repo's dbt project and target."""
+    return render_many(root, target, [call])[0]
+
+
+def cached(root: Path, target: DbtTarget, call: str) -> str | None:
+    """The cached rendering of ``call``, or None (never starts dbt)."""
+    path = root / CACHE_DIR / f"{cache_key(root, target, call)}.sql"
+    return path.read_text() if path.is_file() else None
+
+
+def render_many(root: Path, target: DbtTarget, calls: list[str], write_manifest: bool = False) -> list[str]:
+    """The SQL of each call; those not cached are rendered together, by one start of dbt.
+
+    ``write_manifest`` lets dbt write target/manifest.json, and the cache keys are then taken
+    after it has: used by ``featurehouse compile`` before the first ``dbt build``, when the
+    manifest does not yet place the models the calls ref (see ``_ref_locations``).
+    """
     from featurehouse.dbt.package_macros import check_version
 
     check_version(root)  # a cached rendering would hide macros of another featurehouse version
-    path = root / CACHE_DIR / f"{cache_key(root, target, call)}.sql"
-    if path.is_file():
-        return path.read_text()
-    sql = _render_with_dbt(root, target, call)
+    found = {call: cached(root, target, call) for call in dict.fromkeys(calls)}
+    missing = [call for call, sql in found.items() if sql is None]
+    if missing:
+        keys = {call: cache_key(root, target, call) for call in missing}
+        rendered = _render_with_dbt(root, target, missing, write_manifest)
+        if write_manifest:
+            keys = {call: cache_key(root, target, call) for call in missing}
+        for call, sql in zip(missing, rendered):
+            _store(root / CACHE_DIR / f"{keys[call]}.sql", sql)
+            found[call] = sql
+    return [cast(str, found[call]) for call in calls]
+
+
+def _store(path: Path, sql: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     temporary.write_text(sql)
     temporary.replace(path)  # atomic: a concurrent reader never sees half a file
-    return sql
 
 
-def _render_with_dbt(root: Path, target: DbtTarget, call: str) -> str:
+def _boundary(index: int) -> str:
+    return f"-- __fh_rendered_call_{index}_ends_here__"
+
+
+def _render_with_dbt(root: Path, target: DbtTarget, calls: list[str], write_manifest: bool) -> list[str]:
+    """Render ``calls`` with one ``dbt compile --inline``: each call's output ends at its boundary line."""
     global _runner
+    inline = "".join("{{ " + call + " }}\n" + _boundary(i) + "\n" for i, call in enumerate(calls))
     with _lock:
         from dbt.cli.main import dbtRunner
 
@@ -97,7 +128,7 @@ def _render_with_dbt(root: Path, target: DbtTarget, call: str) -> str:
         args = [
             "compile",
             "--inline",
-            "{{ " + call + " }}",
+            inline,
             "--project-dir",
             str(root),
             "--profiles-dir",
@@ -107,21 +138,39 @@ def _render_with_dbt(root: Path, target: DbtTarget, call: str) -> str:
             "--log-level",
             "none",
             "--no-populate-cache",
-            "--no-write-json",
         ]
+        if not write_manifest:
+            args.append("--no-write-json")
         cwd = os.getcwd()
         try:
             os.chdir(root)  # dbt resolves relative paths (DuckDB files, logs) from here
             result = _runner.invoke(args)
         finally:
             os.chdir(cwd)
+            if target.type == "duckdb":
+                # dbt-duckdb keeps its process-wide connection, and with it the file's lock: another
+                # process (dbt build in a terminal, a sync from cron) could not open the warehouse
+                from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+                DuckDBConnectionManager.close_all_connections()
     if not result.success or not result.result:
         raise CompileError(f"dbt could not render the point-in-time join: {_failure_reason(result.exception)}")
     # `compile --inline` answers with the run results of one compiled (SQL) node
     node = cast("CompiledNode", cast("RunExecutionResult", result.result).results[0].node)
     if node.compiled_code is None:
         raise CompileError("dbt rendered no SQL for the point-in-time join")
-    return node.compiled_code
+    return _split(node.compiled_code, len(calls))
+
+
+def _split(text: str, count: int) -> list[str]:
+    out = []
+    for i in range(count):
+        head, found, text = text.partition("\n" + _boundary(i))
+        if not found:
+            raise CompileError("dbt's rendering of the point-in-time joins lost a boundary line")
+        out.append(head)
+        text = text.removeprefix("\n")
+    return out
 
 
 def _failure_reason(exception: BaseException | None) -> str:

@@ -85,6 +85,24 @@ def point_in_time_call(
     return macro_call("featurehouse.point_in_time_join", args)
 
 
+# A view's "piece": its point-in-time join alone, every feature, over a DataFrame spine whose
+# names are fixed. Rendered by dbt (featurehouse compile, or the first call that starts dbt),
+# pieces let a feature set never asked before run without starting dbt: one query per view,
+# each returning one row per spine row in spine order (docs/decisions/0031-cold-training-calls.md).
+PIECE_SPINE = "__fh_spine_relation__"
+PIECE_TIMESTAMP = "__fh_spine_time"
+PIECE_ROW = "__fh_row"
+
+
+def piece_call(repo: FeatureRepo, view: FeatureView) -> str:
+    """The macro call of ``view``'s piece (see PIECE_SPINE)."""
+    from featurehouse.plan.jinja import jinja_string
+    from featurehouse.spec.repo import ViewSelection
+
+    plan = JoinPlan((ViewSelection(view, tuple(feature_dtypes(view))),), full_feature_names=False)
+    return point_in_time_call(repo, plan, jinja_string(PIECE_SPINE), PIECE_TIMESTAMP, [PIECE_ROW], PIECE_ROW)
+
+
 def _macro_aggregations(view: FeatureView, outputs: tuple[str, ...]) -> list[dict[str, Any]]:
     from featurehouse.plan import aggregations
 

@@ -230,7 +230,11 @@ class RetrievalJob:
         numbered = spine.append_column(ROW_NUMBER_COLUMN, pa.array(np.arange(spine.num_rows, dtype=np.int64)))
         # request fields go in too: the request-time expressions read them
         passed = [ROW_NUMBER_COLUMN, *request_spine.field_names(self.plan)]
-        sql = self._render(SPINE_PLACEHOLDER, timestamp, passed, ROW_NUMBER_COLUMN)
+        call = self._call(SPINE_PLACEHOLDER, timestamp, passed, ROW_NUMBER_COLUMN)
+        pieces = self._cached_pieces(call)
+        if pieces is not None:  # a feature set never asked before, and dbt not started
+            return self._run_pieces(numbered.rename_columns(_piece_names(numbered, timestamp)), pieces)
+        sql = self._render(call, SPINE_PLACEHOLDER, passed, ROW_NUMBER_COLUMN)
         warehouse = self.store._warehouse()
         try:
             with warehouse.spine(numbered):
@@ -238,6 +242,60 @@ class RetrievalJob:
         finally:
             warehouse.close()
         return _typed_result(result.drop_columns([ROW_NUMBER_COLUMN]), self.plan, self.store.repo)
+
+    def _cached_pieces(self, call: str) -> dict[str, str] | None:
+        """The rendered piece of every requested view, when the whole call is not cached but they all are.
+
+        Only for a plain plan (request-time features are computed around the whole join).
+        """
+        from featurehouse.dbt.rendering import cached
+        from featurehouse.plan.joins import piece_call
+        from featurehouse.spec.outputs import JoinPlan
+
+        if type(self.plan) is not JoinPlan or cached(self.store.repo_path, self.store.target, call) is not None:
+            return None
+        pieces = {}
+        for selection in self.plan.selections:
+            sql = cached(self.store.repo_path, self.store.target, piece_call(self.store.repo, selection.view))
+            if sql is None:
+                return None
+            pieces[selection.view.name] = sql
+        return pieces
+
+    def _run_pieces(self, spine: pa.Table, pieces: dict[str, str]) -> pa.Table:
+        """One query per view (its piece), each one row per spine row in order; the requested
+        features of each, side by side. Every piece is dbt's rendering of the view's join."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from featurehouse.errors import WarehouseError
+        from featurehouse.plan.joins import PIECE_ROW, PIECE_SPINE
+        from featurehouse.warehouse import SPINE_PLACEHOLDER
+
+        columns: list[pa.ChunkedArray] = []
+        names: list[str] = []
+        warehouse = self.store._warehouse()
+        try:
+            with warehouse.spine(spine):
+                for selection in self.plan.selections:
+                    sql = pieces[selection.view.name].replace(PIECE_SPINE, SPINE_PLACEHOLDER)
+                    result = self._query(warehouse, sql)
+                    rows = result.column(PIECE_ROW).to_numpy()
+                    if len(rows) != spine.num_rows:
+                        raise WarehouseError(
+                            f"the point-in-time join of feature view '{selection.view.name}' returned "
+                            f"{len(rows):,} rows for {spine.num_rows:,} entity_df rows"
+                        )
+                    if not np.array_equal(rows, np.arange(len(rows))):  # the macro orders by row; be sure
+                        result = result.take(pc.sort_indices(result.column(PIECE_ROW)))
+                    for feature in selection.features:
+                        columns.append(result.column(feature))
+                        names.append(self.plan.prefix(selection.view) + feature)
+        finally:
+            warehouse.close()
+        table = pa.table(columns, names=names) if columns else pa.table({})
+        return _typed_result(table, self.plan, self.store.repo)
 
     def _join_input(self, entity_df: pd.DataFrame | pa.Table, timestamp: str) -> pa.Table:
         """The join keys and the timestamp of the entity_df, typed for the join.
@@ -297,7 +355,8 @@ class RetrievalJob:
             check_timestamp_kind(timestamp, kinds[timestamp])
             for key, entity in self._keys().items():
                 check_key_kind(key, kinds[key], entity.value_type, entity.name)
-            sql = self._render(f"({query}) as __fh_entity_sql", timestamp, names, None)
+            spine = f"({query}) as __fh_entity_sql"
+            sql = self._render(self._call(spine, timestamp, names, None), spine, names, None)
             result = self._query(warehouse, sql)
         finally:
             warehouse.close()
@@ -351,17 +410,23 @@ class RetrievalJob:
                 )
         return error
 
-    def _render(self, spine: str, timestamp: str, columns: list[str], order_column: str | None) -> str:
-        from featurehouse.dbt.rendering import render
+    def _call(self, spine: str, timestamp: str, columns: list[str], order_column: str | None) -> str:
+        """The macro call of this join, with a placeholder for the spine relation."""
         from featurehouse.plan.jinja import jinja_string
-        from featurehouse.plan.joins import point_in_time_call
+        from featurehouse.plan.joins import PIECE_SPINE, point_in_time_call
 
-        placeholder = "__fh_spine_relation__"
-        call = point_in_time_call(
-            self.store.repo, self.plan, jinja_string(placeholder), timestamp, columns, order_column
+        return point_in_time_call(
+            self.store.repo, self.plan, jinja_string(PIECE_SPINE), timestamp, columns, order_column
         )
-        sql = render(self.store.repo_path, self.store.target, call)
-        sql = sql.replace(placeholder, spine)
+
+    def _render(self, call: str, spine: str, columns: list[str], order_column: str | None) -> str:
+        """The join's SQL: rendered by dbt (once; cached), with the pieces of its views in the same start."""
+        from featurehouse.dbt.rendering import render_many
+        from featurehouse.plan.joins import PIECE_SPINE, piece_call
+
+        pieces = [piece_call(self.store.repo, selection.view) for selection in self.plan.selections]
+        sql = render_many(self.store.repo_path, self.store.target, [call, *pieces])[0]
+        sql = sql.replace(PIECE_SPINE, spine)
         return request_spine.wrap(self.plan, sql, self.store.target.dialect, columns, order_column)
 
     def _keys(self) -> dict[str, Entity]:
@@ -390,6 +455,13 @@ class RetrievalJob:
                     f"entity_df already has a column '{name}', which a requested feature would overwrite; "
                     "rename it or ask for full_feature_names=True"
                 )
+
+
+def _piece_names(spine: pa.Table, timestamp: str) -> list[str]:
+    """The spine's column names with its timestamp column under the pieces' fixed name."""
+    from featurehouse.plan.joins import PIECE_TIMESTAMP
+
+    return [PIECE_TIMESTAMP if name == timestamp else name for name in spine.column_names]
 
 
 def _features_to_pandas(table: pa.Table) -> pd.DataFrame:

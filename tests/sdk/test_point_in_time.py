@@ -150,14 +150,16 @@ PROPERTY_SETTINGS = settings(
     zone=st.sampled_from(ZONES),
     kind=st.sampled_from(["pandas", "arrow"]),
     request_name=st.sampled_from(sorted(REQUESTS)),
+    path=st.sampled_from(["whole", "pieces"]),
 )
-def test_matches_reference(harness, rows, data, zone, kind, request_name):
+def test_matches_reference(harness, rows, data, zone, kind, request_name, path):
+    """``path``: the whole call rendered by dbt, or the views' pieces (a feature set never asked before)."""
     spine = data.draw(spines(rows), label="spine")
     for label in edge_cases(rows, spine):
         event(label)  # `pytest --hypothesis-show-statistics` shows how often each edge is hit
     harness.load(rows)
     frame, seen = entity_df(spine, zone, kind)
-    result = harness.historical(frame, REQUESTS[request_name])
+    result = harness.historical(frame, REQUESTS[request_name], path)
     check(result, seen, spine, REQUESTS[request_name], rows)
 
 
@@ -475,8 +477,8 @@ feature_views:
                        r"warehouse; run 'dbt build'$"):
         FeatureStore(root).get_historical_features(spine, ["other:conv_rate"]).to_df()
     shutil.rmtree(root / "models" / "featurehouse")
+    shutil.rmtree(root / "target" / "featurehouse")  # nothing rendered: neither this call nor its views' joins
     with pytest.raises(CompileError, match=r"the dbt project has no model 'fv_other'; run 'featurehouse compile'"):
-        # a call never rendered before (a rendering is cached per call shape)
         FeatureStore(root).get_historical_features(spine, ["other:conv_rate"], full_feature_names=True).to_df()
 
 

@@ -9,10 +9,12 @@ costs a few queries, not a dbt start.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,7 @@ class Harness:
     root: Path
     postgres_url: str | None = None
     schema: str = "main"
+    rendered: set = field(default_factory=set)  # requests whose whole call and pieces dbt has rendered
 
     # ---- warehouse access -------------------------------------------------------------
     def _duckdb(self):
@@ -187,11 +190,45 @@ class Harness:
 
         return FeatureStore(self.root, target="dev" if self.engine == "duckdb" else "pg")
 
-    def historical(self, entity_df: Any, request: tuple[tuple[str, ...], bool]):
-        """The SDK's training set as an Arrow table."""
-        return self.store().get_historical_features(
-            entity_df=entity_df, features=list(request[0]), full_feature_names=request[1]
-        ).to_arrow()
+    def historical(self, entity_df: Any, request: tuple[tuple[str, ...], bool], path: str = "whole"):
+        """The SDK's training set as an Arrow table.
+
+        ``path="pieces"``: as a call for a feature set never asked before, once ``featurehouse
+        compile`` has had dbt render every view's piece: one query per view, no dbt.
+        """
+
+        def run():
+            return self.store().get_historical_features(
+                entity_df=entity_df, features=list(request[0]), full_feature_names=request[1]
+            ).to_arrow()
+
+        if path == "whole":
+            return run()
+        if request not in self.rendered:
+            run()  # dbt renders the whole call and the pieces of its views
+            self.rendered.add(request)
+        with pieces_only():
+            return run()
+
+
+@contextlib.contextmanager
+def pieces_only() -> Iterator[None]:
+    """Within: the render cache holds only the views' pieces, and starting dbt fails the test."""
+    from unittest import mock
+
+    from featurehouse.dbt import rendering
+    from featurehouse.plan.joins import PIECE_TIMESTAMP
+
+    real = rendering.cached
+
+    def only_pieces(root, target, call):
+        return real(root, target, call) if PIECE_TIMESTAMP in call else None
+
+    def no_dbt(*args, **kwargs):
+        raise AssertionError("the SDK started dbt although every view's piece was rendered")
+
+    with mock.patch.object(rendering, "cached", only_pieces), mock.patch.object(rendering, "render_many", no_dbt):
+        yield
 
 
 def build(engine: str, root: Path, postgres_url: str | None = None, schema: str | None = None) -> Harness:
