@@ -230,7 +230,7 @@ class RetrievalJob:
         numbered = spine.append_column(ROW_NUMBER_COLUMN, pa.array(np.arange(spine.num_rows, dtype=np.int64)))
         # request fields go in too: the request-time expressions read them
         passed = [ROW_NUMBER_COLUMN, *request_spine.field_names(self.plan)]
-        call = self._call(SPINE_PLACEHOLDER, timestamp, passed, ROW_NUMBER_COLUMN)
+        call = self._call(timestamp, passed, ROW_NUMBER_COLUMN)
         pieces = self._cached_pieces(call)
         if pieces is not None:  # a feature set never asked before, and dbt not started
             return self._run_pieces(numbered.rename_columns(_piece_names(numbered, timestamp)), pieces)
@@ -356,7 +356,7 @@ class RetrievalJob:
             for key, entity in self._keys().items():
                 check_key_kind(key, kinds[key], entity.value_type, entity.name)
             spine = f"({query}) as __fh_entity_sql"
-            sql = self._render(self._call(spine, timestamp, names, None), spine, names, None)
+            sql = self._render(self._call(timestamp, names, None), spine, names, None)
             result = self._query(warehouse, sql)
         finally:
             warehouse.close()
@@ -410,8 +410,8 @@ class RetrievalJob:
                 )
         return error
 
-    def _call(self, spine: str, timestamp: str, columns: list[str], order_column: str | None) -> str:
-        """The macro call of this join, with a placeholder for the spine relation."""
+    def _call(self, timestamp: str, columns: list[str], order_column: str | None) -> str:
+        """The macro call of this join, with a placeholder (PIECE_SPINE) for the spine relation."""
         from featurehouse.plan.jinja import jinja_string
         from featurehouse.plan.joins import PIECE_SPINE, point_in_time_call
 
