@@ -8,7 +8,10 @@ unreachable or slow online store a 503 naming the store (never its host, port or
 nothing ever answers with a traceback.
 
 Store calls run in ``StoreCalls``' threads, each with a deadline, so the event loop (and
-``/health``) never waits on a store; ``GuardedHttpToolsProtocol`` adds the slow-client
+``/health``) never waits on a store; a Redis store is read on the event loop instead, over
+one pipelined asyncio connection per worker with the same deadline and limit
+(featurehouse.sync.redis_async, docs/decisions/0030-server-hot-path.md), falling back to
+the threads for the cases only ``RedisReader.read`` answers. ``GuardedHttpToolsProtocol`` adds the slow-client
 timeouts and connection limits uvicorn lacks; ``FEATUREHOUSE_AUTH_TOKENS`` turns on
 bearer-token authentication (docs/decisions/0011-server-deadlines-and-limits.md).
 
@@ -32,7 +35,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -478,6 +481,7 @@ class ServerSettings:
     keep_alive_requests: int = 10_000  # requests on one connection before it is closed
     max_connections: int = 10_000  # open connections per worker; more are answered 503 and closed
     max_header_bytes: int = 64 * 1024  # request line plus headers
+    loop_reads: bool = True  # read Redis on the event loop (False: in the store threads, as other stores)
     docs: bool = False  # /docs and /openapi.json
 
     def to_env(self) -> str:
@@ -553,19 +557,21 @@ class StoreCalls:
         with self._lock:
             self.in_flight -= 1
 
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run ``function(*args)`` in the pool within the deadline; OnlineStoreError (503) otherwise."""
+    def _admit(self) -> None:
+        """Count one more call in flight, or refuse it (503) when ``limit`` are already waiting."""
         with self._lock:
-            if self.in_flight >= self.limit:
-                busy = True
-            else:
-                busy = False
+            busy = self.in_flight >= self.limit
+            if not busy:
                 self.in_flight += 1
         if busy:
             raise StoreUnavailable(
                 f"the {self.kind} online store is not keeping up: {self.limit} calls are "
                 "already waiting on it in this worker; retry later"
             )
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run ``function(*args)`` in the pool within the deadline; OnlineStoreError (503) otherwise."""
+        self._admit()
         running: list[int | None] = [None]
 
         def call() -> Any:
@@ -585,6 +591,21 @@ class StoreCalls:
                 with contextlib.suppress(Exception):
                     self.interrupt(thread)
             raise StoreUnavailable(f"the {self.kind} online store did not answer within {self.timeout:g} s") from None
+
+    async def run_async(self, function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Await ``function(*args)`` on the event loop, counted with the threads' calls.
+
+        ``function`` keeps its own deadline (the store's event-loop reads) and raises
+        asyncio.TimeoutError past it: a 503, as for a thread's call.
+        """
+        self._admit()
+        try:
+            return await function(*args)
+        except asyncio.TimeoutError:
+            raise StoreUnavailable(f"the {self.kind} online store did not answer within {self.timeout:g} s") from None
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def close(self) -> None:
         """Stop the pool without waiting for calls still running."""
@@ -628,6 +649,48 @@ class _HeadersTooLarge(Exception):
     pass
 
 
+class _CorkedTransport:
+    """A transport whose writes of one turn of the event loop leave in one system call, at its end.
+
+    uvicorn writes a response's status line and headers, then its body: two ``send`` calls
+    and often two TCP segments for a small answer. Here they leave together (measured in
+    docs/decisions/0030-server-hot-path.md). ``close`` sends what is buffered first; every
+    other attribute is the real transport's.
+    """
+
+    __slots__ = ("_transport", "_loop", "_buffer")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._buffer: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._buffer:
+            self._loop.call_soon(self._flush)
+        self._buffer.append(data)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def _flush(self) -> None:
+        buffer, self._buffer = self._buffer, []
+        if buffer and not self._transport.is_closing():
+            self._transport.write(buffer[0] if len(buffer) == 1 else b"".join(buffer))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._buffer = []
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus what a server facing slow or hostile clients needs.
 
@@ -648,23 +711,41 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if GuardedHttpToolsProtocol.settings is None:
             GuardedHttpToolsProtocol.settings = ServerSettings.from_env()
         self.limits = GuardedHttpToolsProtocol.settings
+        # one timer per connection, moved lazily: arming a deadline only records it, and the
+        # timer, when it fires, waits on for a later one (no timer made and cancelled per request)
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline: float | None = None
+        self._what = "headers"
         self._header_bytes = 0
         self._requests = 0
         self._oversized = False
 
     def _arm(self, seconds: float, what: str) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(seconds, self._expire, what)
+        deadline = self.loop.time() + seconds
+        self._deadline, self._what = deadline, what
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._check)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None  # a live timer finds nothing to do
+
+    def _check(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if deadline > self.loop.time() + 0.001:  # armed again since (a timer may fire a little early)
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._check)
+            return
+        self._deadline = None
+        self._expire(self._what)
 
     def _expire(self, what: str) -> None:
-        self._timer = None
         if self.transport is None or self.transport.is_closing():
             return
         seconds = self.limits.header_timeout if what == "headers" else self.limits.body_timeout
@@ -676,6 +757,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _CorkedTransport(transport, self.loop)  # type: ignore[assignment]
         if len(self.connections) > self.limits.max_connections:
             _throttled.warn(
                 "connections",
@@ -689,12 +771,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm(self.limits.header_timeout, "headers")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         # a new request on a kept-alive connection: its headers have header_timeout from now
-        if self._timer is None and (self.cycle is None or self.cycle.response_complete):
+        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
             self._arm(self.limits.header_timeout, "headers")
         super().data_received(data)
 
@@ -866,6 +951,8 @@ def create_app(
     # one per worker: its connections (one per store thread) and per-feature-list plans are reused
     reader = OnlineReader(store, timeout=settings.store_timeout)
     calls = StoreCalls(kind, settings.store_timeout, settings.store_concurrency, reader.interrupt)
+    # Redis is read on the event loop (no hop to a thread: docs/decisions/0030-server-hot-path.md)
+    loop_reads = reader.loop_reads(settings.store_timeout) if settings.loop_reads else None
 
     def json_response(body: Any, status: int = 200) -> Response:
         return Response(orjson.dumps(body), status_code=status, media_type="application/json")
@@ -876,6 +963,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if loop_reads is not None:
+            loop_reads.close()
         calls.close()
         reader.close()
 
@@ -940,14 +1029,25 @@ def create_app(
         log.warning("online store error: %s", exc)
         return 503, orjson.dumps({"error": f"the {kind} online store cannot be read; the server log has the details"})
 
+    async def read(request: OnlineRequest) -> Any:
+        """The reader's answer: on the event loop where the store allows, else in StoreCalls' threads."""
+        if loop_reads is not None:
+            staged = reader.stage(request.features, request.entities, request.full_feature_names)
+            if staged is not None:
+                plan, columns, requests = staged
+                rows = await calls.run_async(loop_reads.read, requests) if requests else [[] for _ in plan.views]
+                if rows is not None:
+                    return reader.finish(plan, columns, rows)
+        # request-time features, other stores, and the store states only Reader.read answers
+        return await calls.run(reader.read, request.features, request.entities, request.full_feature_names)
+
     async def answer(body: bytes) -> tuple[int, bytes]:
         """Status and JSON bytes for one request body; never raises."""
-        # The body is parsed here, on the event loop (bounded by MAX_BODY_BYTES); the store
-        # is read in StoreCalls' threads with a deadline, so that the loop never waits on it.
+        # The body is parsed here, on the event loop (bounded by MAX_BODY_BYTES); the store is
+        # read with a deadline, on the loop (Redis) or in StoreCalls' threads: never waited on.
         try:
             request = parser.parse(body)
-            response = await calls.run(reader.read, request.features, request.entities, request.full_feature_names)
-            return 200, encoder.encode(response, request.features, request)
+            return 200, encoder.encode(await read(request), request.features, request)
         except RequestError as exc:
             message = str(exc)
             if len(message) > MAX_ERROR_CHARS:

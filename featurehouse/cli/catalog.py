@@ -431,6 +431,13 @@ def plan(ctx: click.Context, dialect: str | None, as_json: bool, fail_on_breakin
     help="Online-store calls in flight per worker; beyond that a request gets a 503 at once.",
 )
 @click.option(
+    "--redis-reads",
+    default="loop",
+    show_default=True,
+    type=click.Choice(["loop", "threads"]),
+    help="Read a Redis online store on each worker's event loop, or in its store threads as other stores.",
+)
+@click.option(
     "--header-timeout",
     default=10.0,
     show_default=True,
@@ -481,6 +488,7 @@ def serve(
     log_level: str,
     store_timeout: float,
     store_concurrency: int,
+    redis_reads: str,
     header_timeout: float,
     body_timeout: float,
     keep_alive_timeout: float,
@@ -509,6 +517,7 @@ def serve(
         keep_alive_requests=keep_alive_requests,
         max_connections=limit_connections,
         docs=docs,
+        loop_reads=redis_reads == "loop",
     )
     run_server(
         repo.root,

@@ -299,6 +299,18 @@ class OnlineReader:
         """Make the store call running in thread ``thread_id`` fail now (the caller's deadline passed)."""
         self._reader.interrupt(thread_id)
 
+    def loop_reads(self, timeout: float) -> Any:
+        """Reads of the store for an asyncio event loop (``await reads.read(requests)``), or None: threads only.
+
+        Redis has them (featurehouse.sync.redis_async); ``read`` answers None where only
+        the threaded ``Reader.read`` may answer, and the caller then reads through it.
+        """
+        if self.repo.config.online_store.type != "redis":
+            return None
+        from featurehouse.sync.redis_async import AsyncRedisReads
+
+        return AsyncRedisReads.of(self._reader, timeout)
+
     def _build_plan(self, features: Sequence[str] | str, full_feature_names: bool) -> _Plan:
         from featurehouse.spec.outputs import JoinPlan, check_output_names
         from featurehouse.sync.layout import ViewLayout
@@ -357,9 +369,36 @@ class OnlineReader:
             if request_plan is not None:
                 inner = self.read(request_plan.inner, entity_rows, True, now) if request_plan.inner else None
                 return OnlineResponse(*request_features.evaluate(request_plan, inner, entity_rows, request_data))
+        plan, columns, requests = self._stage(features, entity_rows, full_feature_names)
+        rows_per_view = self._reader.read(requests) if requests else [[] for _ in plan.views]
+        return self.finish(plan, columns, rows_per_view, now)
+
+    def stage(
+        self,
+        features: Sequence[str] | str,
+        entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+        full_feature_names: bool = False,
+    ) -> tuple[_Plan, list[list[Any]], list[tuple[Any, list[tuple[Any, ...]]]]] | None:
+        """The first half of ``read``: (plan, join-key columns, the store's requests), checked.
+
+        The caller reads the requests from the store itself (the server: on its event loop)
+        and passes the rows to ``finish``; no requests means no entity rows (nothing to read).
+        None when request-time features take part: call ``read``.
+        """
+        if self.repo.request_views:
+            from featurehouse.online import request_features
+
+            if request_features.online_plan(self.repo, features, full_feature_names) is not None:
+                return None
+        return self._stage(features, entity_rows, full_feature_names)
+
+    def _stage(
+        self, features: Sequence[str] | str, entity_rows: Any, full_feature_names: bool
+    ) -> tuple[_Plan, list[list[Any]], list[tuple[Any, list[tuple[Any, ...]]]]]:
         plan = self.plan(features, full_feature_names)
         columns = _entity_columns(plan, entity_rows)
-        n = len(columns[0]) if columns else 0
+        if not columns or not columns[0]:
+            return plan, columns, []
         requests = []
         for view in plan.views:
             index = view.key_index
@@ -368,7 +407,13 @@ class OnlineReader:
             else:
                 keys = list(zip(*(columns[i] for i in index)))
             requests.append((view.prepared, keys))
-        rows_per_view = self._reader.read(requests) if n else [[] for _ in plan.views]
+        return plan, columns, requests
+
+    def finish(
+        self, plan: _Plan, columns: list[list[Any]], rows_per_view: Sequence[Any], now: datetime | None = None
+    ) -> OnlineResponse:
+        """The second half of ``read``: the answer from the store's rows per view, ttl enforced at ``now``."""
+        n = len(columns[0]) if columns else 0
         if now is None:
             now = datetime.now(timezone.utc)
         elif now.tzinfo is None:
