@@ -219,7 +219,7 @@ def child(args: argparse.Namespace) -> None:
         from featurehouse.dbt.rendering import cached, render
         from featurehouse.sdk.store import ROW_NUMBER_COLUMN
 
-        whole_call = job._call("event_timestamp", [ROW_NUMBER_COLUMN], ROW_NUMBER_COLUMN)
+        whole_call = job._calls("event_timestamp", [ROW_NUMBER_COLUMN], ROW_NUMBER_COLUMN)[0]
         if args.render_whole:  # have dbt render this call's whole SQL: the warm path runs it as one query
             render(repo, store.target, whole_call)
         path = "whole" if cached(repo, store.target, whole_call) is not None else "not-whole"

@@ -39,9 +39,13 @@ def _macro_files(root: Path) -> list[Path]:
 
 def cache_key(root: Path, target: DbtTarget, call: str) -> str:
     """A key that changes when the call, the target or any macro file changes."""
-    digest = hashlib.sha256()
-    digest.update(call.encode())
-    digest.update(
+    return cache_keys(root, target, [call])[0]
+
+
+def cache_keys(root: Path, target: DbtTarget, calls: list[str]) -> list[str]:
+    """``cache_key`` of each call; the target and the macro files are read once for all of them."""
+    shared = hashlib.sha256()
+    shared.update(
         json.dumps(
             [target.profile_name, target.target_name, target.type, target.schema, target.config.get("database")],
             default=str,
@@ -49,10 +53,15 @@ def cache_key(root: Path, target: DbtTarget, call: str) -> str:
     )
     for path in [root / "dbt_project.yml", *_macro_files(root)]:
         if path.is_file():
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    digest.update(json.dumps(_ref_locations(root, call)).encode())
-    return digest.hexdigest()[:32]
+            shared.update(str(path.relative_to(root)).encode())
+            shared.update(path.read_bytes())
+    keys = []
+    for call in calls:
+        digest = shared.copy()
+        digest.update(call.encode())
+        digest.update(json.dumps(_ref_locations(root, call)).encode())
+        keys.append(digest.hexdigest()[:32])
+    return keys
 
 
 def _ref_locations(root: Path, call: str) -> list[list[str | None]]:
@@ -78,8 +87,16 @@ def render(root: Path, target: DbtTarget, call: str) -> str:
 
 def cached(root: Path, target: DbtTarget, call: str) -> str | None:
     """The cached rendering of ``call``, or None (never starts dbt)."""
-    path = root / CACHE_DIR / f"{cache_key(root, target, call)}.sql"
-    return path.read_text() if path.is_file() else None
+    return lookup(root, target, [call])[0]
+
+
+def lookup(root: Path, target: DbtTarget, calls: list[str]) -> list[str | None]:
+    """The cached rendering of each call, or None where there is none (never starts dbt)."""
+    from featurehouse.dbt.package_macros import check_version
+
+    check_version(root)  # a cached rendering would hide macros of another featurehouse version
+    paths = [root / CACHE_DIR / f"{key}.sql" for key in cache_keys(root, target, calls)]
+    return [path.read_text() if path.is_file() else None for path in paths]
 
 
 def render_many(root: Path, target: DbtTarget, calls: list[str], write_manifest: bool = False) -> list[str]:
@@ -89,18 +106,16 @@ def render_many(root: Path, target: DbtTarget, calls: list[str], write_manifest:
     after it has: used by ``featurehouse compile`` before the first ``dbt build``, when the
     manifest does not yet place the models the calls ref (see ``_ref_locations``).
     """
-    from featurehouse.dbt.package_macros import check_version
-
-    check_version(root)  # a cached rendering would hide macros of another featurehouse version
-    found = {call: cached(root, target, call) for call in dict.fromkeys(calls)}
+    unique = list(dict.fromkeys(calls))
+    found = dict(zip(unique, lookup(root, target, unique)))
     missing = [call for call, sql in found.items() if sql is None]
     if missing:
-        keys = {call: cache_key(root, target, call) for call in missing}
+        keys = cache_keys(root, target, missing)
         rendered = _render_with_dbt(root, target, missing, write_manifest)
         if write_manifest:
-            keys = {call: cache_key(root, target, call) for call in missing}
-        for call, sql in zip(missing, rendered):
-            _store(root / CACHE_DIR / f"{keys[call]}.sql", sql)
+            keys = cache_keys(root, target, missing)
+        for key, call, sql in zip(keys, missing, rendered):
+            _store(root / CACHE_DIR / f"{key}.sql", sql)
             found[call] = sql
     return [cast(str, found[call]) for call in calls]
 

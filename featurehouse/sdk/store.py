@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from featurehouse.errors import RequestError, did_you_mean
 from featurehouse.sdk import request_spine
@@ -213,6 +213,8 @@ class RetrievalJob:
         import numpy as np
         import pyarrow as pa
 
+        from featurehouse.dbt.rendering import lookup, render_many
+        from featurehouse.spec.outputs import JoinPlan
         from featurehouse.warehouse import SPINE_PLACEHOLDER
 
         columns, kinds = spine_columns(entity_df)
@@ -230,11 +232,15 @@ class RetrievalJob:
         numbered = spine.append_column(ROW_NUMBER_COLUMN, pa.array(np.arange(spine.num_rows, dtype=np.int64)))
         # request fields go in too: the request-time expressions read them
         passed = [ROW_NUMBER_COLUMN, *request_spine.field_names(self.plan)]
-        call = self._call(timestamp, passed, ROW_NUMBER_COLUMN)
-        pieces = self._cached_pieces(call)
-        if pieces is not None:  # a feature set never asked before, and dbt not started
+        calls = self._calls(timestamp, passed, ROW_NUMBER_COLUMN)
+        found = lookup(self.store.repo_path, self.store.target, calls)
+        # a feature set never asked before (a plain plan: request-time features are computed
+        # around the whole join): each view's piece, and dbt not started
+        if found[0] is None and type(self.plan) is JoinPlan and all(sql is not None for sql in found[1:]):
+            pieces = {s.view.name: cast(str, sql) for s, sql in zip(self.plan.selections, found[1:])}
             return self._run_pieces(numbered.rename_columns(_piece_names(numbered, timestamp)), pieces)
-        sql = self._render(call, SPINE_PLACEHOLDER, passed, ROW_NUMBER_COLUMN)
+        whole = found[0] if found[0] is not None else render_many(self.store.repo_path, self.store.target, calls)[0]
+        sql = self._finish(whole, SPINE_PLACEHOLDER, passed, ROW_NUMBER_COLUMN)
         warehouse = self.store._warehouse()
         try:
             with warehouse.spine(numbered):
@@ -242,25 +248,6 @@ class RetrievalJob:
         finally:
             warehouse.close()
         return _typed_result(result.drop_columns([ROW_NUMBER_COLUMN]), self.plan, self.store.repo)
-
-    def _cached_pieces(self, call: str) -> dict[str, str] | None:
-        """The rendered piece of every requested view, when the whole call is not cached but they all are.
-
-        Only for a plain plan (request-time features are computed around the whole join).
-        """
-        from featurehouse.dbt.rendering import cached
-        from featurehouse.plan.joins import piece_call
-        from featurehouse.spec.outputs import JoinPlan
-
-        if type(self.plan) is not JoinPlan or cached(self.store.repo_path, self.store.target, call) is not None:
-            return None
-        pieces = {}
-        for selection in self.plan.selections:
-            sql = cached(self.store.repo_path, self.store.target, piece_call(self.store.repo, selection.view))
-            if sql is None:
-                return None
-            pieces[selection.view.name] = sql
-        return pieces
 
     def _run_pieces(self, spine: pa.Table, pieces: dict[str, str]) -> pa.Table:
         """One query per view (its piece), each one row per spine row in order; the requested
@@ -356,7 +343,11 @@ class RetrievalJob:
             for key, entity in self._keys().items():
                 check_key_kind(key, kinds[key], entity.value_type, entity.name)
             spine = f"({query}) as __fh_entity_sql"
-            sql = self._render(self._call(timestamp, names, None), spine, names, None)
+            from featurehouse.dbt.rendering import render_many
+
+            calls = self._calls(timestamp, names, None)
+            whole = render_many(self.store.repo_path, self.store.target, calls)[0]
+            sql = self._finish(whole, spine, names, None)
             result = self._query(warehouse, sql)
         finally:
             warehouse.close()
@@ -410,22 +401,21 @@ class RetrievalJob:
                 )
         return error
 
-    def _call(self, timestamp: str, columns: list[str], order_column: str | None) -> str:
-        """The macro call of this join, with a placeholder (PIECE_SPINE) for the spine relation."""
+    def _calls(self, timestamp: str, columns: list[str], order_column: str | None) -> list[str]:
+        """The macro call of this join (a placeholder, PIECE_SPINE, for the spine relation), then the
+        call of each requested view's piece: dbt renders them together, in one start."""
         from featurehouse.plan.jinja import jinja_string
-        from featurehouse.plan.joins import PIECE_SPINE, point_in_time_call
+        from featurehouse.plan.joins import PIECE_SPINE, piece_call, point_in_time_call
 
-        return point_in_time_call(
+        whole = point_in_time_call(
             self.store.repo, self.plan, jinja_string(PIECE_SPINE), timestamp, columns, order_column
         )
+        return [whole, *(piece_call(self.store.repo, selection.view) for selection in self.plan.selections)]
 
-    def _render(self, call: str, spine: str, columns: list[str], order_column: str | None) -> str:
-        """The join's SQL: rendered by dbt (once; cached), with the pieces of its views in the same start."""
-        from featurehouse.dbt.rendering import render_many
-        from featurehouse.plan.joins import PIECE_SPINE, piece_call
+    def _finish(self, sql: str, spine: str, columns: list[str], order_column: str | None) -> str:
+        """The rendered join over ``spine``, with request-time features computed around it."""
+        from featurehouse.plan.joins import PIECE_SPINE
 
-        pieces = [piece_call(self.store.repo, selection.view) for selection in self.plan.selections]
-        sql = render_many(self.store.repo_path, self.store.target, [call, *pieces])[0]
         sql = sql.replace(PIECE_SPINE, spine)
         return request_spine.wrap(self.plan, sql, self.store.target.dialect, columns, order_column)
 

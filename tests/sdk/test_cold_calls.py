@@ -66,7 +66,7 @@ def _whole(root, at, features):
         "ts": pd.to_datetime(["2020-01-01T00:00:00", at, at, at, at], utc=True),
     })
     job = store.get_historical_features(spine, features, full_feature_names=True)
-    call = job._call("ts", [ROW_NUMBER_COLUMN], ROW_NUMBER_COLUMN)
+    call = job._calls("ts", [ROW_NUMBER_COLUMN], ROW_NUMBER_COLUMN)[0]
     render(store.repo_path, store.target, call)  # dbt renders the whole call: the warm path
     assert cached(store.repo_path, store.target, call) is not None
     table = job.to_arrow()

@@ -219,15 +219,15 @@ def pieces_only() -> Iterator[None]:
     from featurehouse.dbt import rendering
     from featurehouse.plan.joins import PIECE_TIMESTAMP
 
-    real = rendering.cached
+    real = rendering.lookup
 
-    def only_pieces(root, target, call):
-        return real(root, target, call) if PIECE_TIMESTAMP in call else None
+    def only_pieces(root, target, calls):
+        return [sql if PIECE_TIMESTAMP in call else None for call, sql in zip(calls, real(root, target, calls))]
 
     def no_dbt(*args, **kwargs):
         raise AssertionError("the SDK started dbt although every view's piece was rendered")
 
-    with mock.patch.object(rendering, "cached", only_pieces), mock.patch.object(rendering, "render_many", no_dbt):
+    with mock.patch.object(rendering, "lookup", only_pieces), mock.patch.object(rendering, "render_many", no_dbt):
         yield
 
 
