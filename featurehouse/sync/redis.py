@@ -869,9 +869,7 @@ class RedisReader(Reader):
         results: list[Any] = []
         position = 0
         where = f"the Redis online store {redact_url(self.url)}"
-        for reply in replies:
-            if refused(reply):
-                raise OnlineStoreError(f"reading {where} failed: {reason(reply, self.url)}")
+        self._raise_refused(replies)
         for (prepared, keys), variant, reply in zip(requests, variants, signatures):
             view_replies = replies[position : position + len(keys)]
             position += len(keys)
@@ -882,20 +880,23 @@ class RedisReader(Reader):
             if signature != prepared.current:  # synced by another definition since: re-plan
                 variant = self._variant(prepared, signature)
                 view_replies = self._roundtrip(self._command(prepared, variant, keys))
-                for reply in view_replies:
-                    if refused(reply):
-                        raise OnlineStoreError(f"reading {where} failed: {reason(reply, self.url)}")
+                self._raise_refused(view_replies)
             results.append(self._rows(prepared, variant, view_replies, keys))
         return results
+
+    def _raise_refused(self, replies: Sequence[Any]) -> None:
+        """One OnlineStoreError for the first reply by which the store refused the read (see ``refused``)."""
+        for reply in replies:
+            if refused(reply):
+                raise OnlineStoreError(
+                    f"reading the Redis online store {redact_url(self.url)} failed: {reason(reply, self.url)}"
+                )
 
     def _variant(self, prepared: _Prepared, signature: str) -> _Variant:
         variant = prepared.variants.get(signature)
         if variant is None:
             data = self._roundtrip([prepared.state])[0]
-            if refused(data):
-                raise OnlineStoreError(
-                    f"reading the Redis online store {redact_url(self.url)} failed: {reason(data, self.url)}"
-                )
+            self._raise_refused([data])
             state = SyncState.from_bytes(data, prepared.view) if isinstance(data, bytes) else None
             mask = synced_mask(
                 prepared.layout, prepared.features, signature, state.features if state is not None else None

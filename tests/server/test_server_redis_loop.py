@@ -102,41 +102,41 @@ def test_loop_reads_answer_byte_for_byte_what_thread_reads_answer(
 def test_a_key_of_the_wrong_type_goes_through_the_threaded_read(
     repo: tuple[Path, str], redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import redis
-
     root, prefix = repo
-    client = redis.Redis.from_url(redis_url)
-    saved = client.dump(f"{prefix}:stats:4")
-    client.delete(f"{prefix}:stats:4")
-    client.set(f"{prefix}:stats:4", "oops")
-    try:
+    with replaced_key(redis_url, f"{prefix}:stats:4", b"oops"):
         spy = Spy(monkeypatch)
         loop = answers(root, loop_reads=True)
         assert spy.declined >= 1  # the error reply: RedisReader.read decides, as without the loop path
         assert loop == answers(root, loop_reads=False)
-    finally:
-        client.delete(f"{prefix}:stats:4")
-        client.restore(f"{prefix}:stats:4", 0, saved)
-        client.close()
 
 
 def test_a_view_never_synced_goes_through_the_threaded_read(
     repo: tuple[Path, str], redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import redis
-
     root, prefix = repo
-    client = redis.Redis.from_url(redis_url)
-    state = client.dump(f"{prefix}:#state:stats")
-    client.delete(f"{prefix}:#state:stats")
-    try:
+    with replaced_key(redis_url, f"{prefix}:#state:stats", None):
         spy = Spy(monkeypatch)
         loop = answers(root, loop_reads=True)
         assert spy.declined >= 1
         assert loop == answers(root, loop_reads=False)
         assert b'"NOT_FOUND"' in loop[0][1] and b'"PRESENT","PRESENT","PRESENT","PRESENT"' not in loop[0][1]
+
+
+@contextlib.contextmanager
+def replaced_key(redis_url: str, key: str, value: bytes | None) -> Iterator[None]:
+    """Within: ``key`` holds the string ``value`` (absent for None); afterwards its old value again."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    saved = client.dump(key)
+    client.delete(key)
+    if value is not None:
+        client.set(key, value)
+    try:
+        yield
     finally:
-        client.restore(f"{prefix}:#state:stats", 0, state)
+        client.delete(key)
+        client.restore(key, 0, saved)
         client.close()
 
 
