@@ -189,7 +189,10 @@ order by s.{{ row }}
     One inequality on a struct key {event, created, features} orders candidates by event
     time, then created time, then feature values; the spine's probe {t, +infinity, NULL} is
     greater than every key with event <= t (NULL sorts last inside structs), so the single
-    inequality applies the whole tie-break and full ties come out the same on every run. -#}
+    inequality applies the whole tie-break and full ties come out the same on every run.
+    A view with `event_time_winners` (a compiled fv_ model, whose hook wrote the winner of each
+    (keys, event time): macros/event_time_winners.sql) needs no tie-break here: its ASOF
+    inequality is the plain timestamp, 2-5x faster (docs/decisions/0032-event-time-winners.md). -#}
 {% macro duckdb__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column) -%}
 {%- set row = order_column or '__fh_row' -%}
 {%- set native = [] -%}
@@ -208,8 +211,8 @@ with __fh_spine as (
     from {{ spine }}
 )
 {%- set plain = [] -%}
-{%- for view in views if not view.get('aggregations') %}{% do plain.append(view) %}{% endfor %}
-{#- the ASOF probe key; aggregation views do not need it -#}
+{%- for view in views if not view.get('aggregations') and not view.get('event_time_winners') %}{% do plain.append(view) %}{% endfor %}
+{#- the struct probe key; views read through their winners, and aggregation views, do not need it -#}
 , __fh_probe as (
     select *{% if plain %}, {'e': __fh_ts, 'c': 'infinity'::timestamp, 'v': null} as __fh_probe{% endif %}
     from __fh_spine
@@ -217,15 +220,20 @@ with __fh_spine as (
 {%- for view in views %}
 {%- if view.get('aggregations') %}
 {{ featurehouse._pit_aggregation_cte(view, loop.index, row) }}
+{%- elif view.get('event_time_winners') %}
+, __fh_f{{ loop.index }} as (
+    {#- every feature of the view, not only the requested ones: the query then fails (and the
+        SDK says to run dbt build) when the specs gained a feature the table was built without,
+        instead of reading winners picked by an older tie-break; unused columns cost nothing -#}
+    select {{ featurehouse._quoted_list(view.join_keys) }}, event_timestamp as __fh_e
+        {%- for feature in featurehouse._pit_tie_break(view) + featurehouse._pit_key_misses(view) %}, {{ adapter.quote(feature.name) }}{% endfor %}
+    from {{ featurehouse._event_time_winners_relation(view.relation) }}
+)
 {%- else %}
 , __fh_f{{ loop.index }} as (
     select
         {{ featurehouse._quoted_list(view.join_keys) }},
-        {
-            'e': event_timestamp,
-            'c': coalesce(created_timestamp, '-infinity'::timestamp),
-            'v': { {%- for feature in featurehouse._pit_tie_break(view) %}'{{ feature.name }}': {{ adapter.quote(feature.name) }}{{ ", " if not loop.last }}{% endfor -%} }
-        } as __fh_key
+        {{ featurehouse._duckdb_pit_key(featurehouse._pit_tie_break(view) | map(attribute='name') | list) }} as __fh_key
         {#- the features travel inside the key only: a second copy of them costs ~10% time
             and ~250 MB per 10M feature rows in the join's sorted build side -#}
         {%- for feature in featurehouse._pit_key_misses(view) %},
@@ -249,6 +257,8 @@ select
     {%- for feature in view.features %},
     {%- if view.get('aggregations') %}
     {{ f }}.{{ adapter.quote(feature.name) }}
+    {%- elif view.get('event_time_winners') %}
+    case when s.__fh_ts is not null{{ featurehouse._pit_ttl_condition(f ~ '.__fh_e', 's.__fh_ts', view.ttl_seconds) }} then {{ f }}.{{ adapter.quote(feature.name) }} end
     {%- else %}
     {%- set value = f ~ '.' ~ adapter.quote(feature.name) if feature.name in featurehouse._pit_key_misses(view) | map(attribute='name') else f ~ '.__fh_key.v.' ~ adapter.quote(feature.name) %}
     case when s.__fh_ts is not null{{ featurehouse._pit_ttl_condition(f ~ '.__fh_key.e', 's.__fh_ts', view.ttl_seconds) }} then {{ value }} end
@@ -259,7 +269,8 @@ from __fh_probe as s
 {%- for view in views if not view.get('aggregations') %}
 {%- set f = "f" ~ (views.index(view) + 1) %}
 asof left join __fh_f{{ views.index(view) + 1 }} as {{ f }}
-    on {% for key in view.join_keys %}{{ f }}.{{ adapter.quote(key) }} = s.{{ adapter.quote(key) }} and {% endfor %}s.__fh_probe >= {{ f }}.__fh_key
+    on {% for key in view.join_keys %}{{ f }}.{{ adapter.quote(key) }} = s.{{ adapter.quote(key) }} and {% endfor -%}
+    {%- if view.get('event_time_winners') %}s.__fh_ts >= {{ f }}.__fh_e{% else %}s.__fh_probe >= {{ f }}.__fh_key{% endif %}
 {%- endfor %}
 {%- for view in views if view.get('aggregations') %}
 {%- set f = "f" ~ (views.index(view) + 1) %}
@@ -315,6 +326,18 @@ order by s.{{ row }}
     so that a value never depends on which other features were requested. -#}
 {% macro _pit_tie_break(view) -%}
   {{ return(view.get('all_features') or view.features) }}
+{%- endmacro %}
+
+{#- DuckDB's ordering key of a feature row: {event, created (NULL oldest), every feature of the
+    tie-break in schema order}. Structs compare field by field and NULL sorts last inside a
+    struct, so the greatest key is the tie-break's winner; the ASOF join compares it with the
+    spine's probe, and event_time_winners takes max() of it. -#}
+{% macro _duckdb_pit_key(feature_names) -%}
+{
+            'e': event_timestamp,
+            'c': coalesce(created_timestamp, '-infinity'::timestamp),
+            'v': { {%- for name in feature_names %}'{{ name }}': {{ adapter.quote(name) }}{{ ", " if not loop.last }}{% endfor -%} }
+        }
 {%- endmacro %}
 
 {#- requested features missing from the tie-break key (only when all_features omits some) -#}

@@ -203,7 +203,7 @@ def _render_pieces(ctx: click.Context, repo: FeatureRepo, dialect: str) -> None:
         store = open_store(ctx)
         if store.target.dialect != dialect:
             return  # compiled for another warehouse than the target's: nothing to render against
-        calls = [piece_call(repo, repo.feature_views[name]) for name in sorted(repo.feature_views)]
+        calls = [piece_call(repo, repo.feature_views[name], dialect) for name in sorted(repo.feature_views)]
         render_many(repo.root, store.target, calls, write_manifest=True)
     except FeaturehouseError as error:
         click.echo(f"Note: the training-set SQL was not rendered ahead ({error}); the first call will start dbt.")

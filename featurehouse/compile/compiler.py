@@ -27,6 +27,7 @@ from featurehouse.plan.joins import (  # noqa: F401  (re-exported: the compiler'
     FEATURE_VIEW_PREFIX,
     feature_dtypes,
     feature_view_model,
+    has_event_time_winners,
     macro_views_argument,
     point_in_time_call,
 )
@@ -288,6 +289,13 @@ def _feature_view_config(repo: FeatureRepo, view: FeatureView, dialect: str) -> 
     ANALYZE after the build: the macros choose their plans from the table's statistics
     (probe or sort, RANGE frame or time buckets), which a table just created does not have
     until autovacuum gets to it."""
+    if has_event_time_winners(view, dialect):
+        # the winner of each (keys, event time), written in the model's own step (decision 0032)
+        features = [f.name for f in view.features]
+        call = jinja_call("featurehouse.event_time_winners", JinjaCode("this"), repo.join_keys(view), features)
+        # keys and features are spec identifiers ([A-Za-z_][A-Za-z0-9_]*): nothing in them can end
+        # the string or open Jinja, so the hook reads as written, like Postgres' ANALYZE hook
+        return "{{ config(materialized='table', post_hook=\"{{ " + call + ' }}") }}\n\n'
     if dialect != "postgres":
         return "{{ config(materialized='table') }}\n\n"
     columns = [exp.column(c, quoted=True).sql(dialect=dialect) for c in [*repo.join_keys(view), EVENT_TIMESTAMP]]
@@ -312,7 +320,7 @@ def training_set_sql(repo: FeatureRepo, name: str, dialect: str) -> str:
     spine = training_set.spine
     # ref('labels') / source('s', 't'), or a string literal naming the relation
     spine_argument = _relation_call(spine) or jinja_literal(source_relation_jinja(spine, dialect))
-    call = point_in_time_call(repo, plan, spine_argument, spine.timestamp_field or EVENT_TIMESTAMP)
+    call = point_in_time_call(repo, plan, spine_argument, spine.timestamp_field or EVENT_TIMESTAMP, dialect=dialect)
     origin = repo.origin("training_sets", name)
     # Postgres: JIT compiling the join cost ~16% of its time; off for this statement's
     # transaction only (a pre-hook runs inside the model's transaction), never server-wide
@@ -531,6 +539,7 @@ GENERATED_JINJA_NAMES = frozenset(
         "columns",
         "pre_hook",
         "push_log",
+        "event_time_winners",
     }
 )
 

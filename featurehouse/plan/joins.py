@@ -27,8 +27,9 @@ def online_model(view_name: str) -> str:
     return f"{ONLINE_PREFIX}{view_name}"
 
 
-def macro_views_argument(repo: FeatureRepo, plan: JoinPlan) -> JinjaCode:
-    """The ``views=[...]`` argument of ``featurehouse.point_in_time_join`` as Jinja text."""
+def macro_views_argument(repo: FeatureRepo, plan: JoinPlan, dialect: str) -> JinjaCode:
+    """The ``views=[...]`` argument of ``featurehouse.point_in_time_join`` as Jinja text, for a
+    warehouse of sqlglot dialect ``dialect`` (which decides whether views have winners tables)."""
     items = []
     for selection in plan.selections:
         view = selection.view
@@ -45,10 +46,23 @@ def macro_views_argument(repo: FeatureRepo, plan: JoinPlan) -> JinjaCode:
             "filter_by_created": view.filter_by_created_timestamp,
             "prefix": plan.prefix(view),
         }
+        if has_event_time_winners(view, dialect):
+            item["event_time_winners"] = True
         if view.aggregations:
             item["aggregations"] = _macro_aggregations(view, selection.features)
         items.append(jinja_literal(item))
     return JinjaCode("[\n        " + ",\n        ".join(items) + "\n    ]")
+
+
+def has_event_time_winners(view: FeatureView, dialect: str) -> bool:
+    """Whether ``view``'s model writes its winners table (macros/event_time_winners.sql) on a
+    warehouse of sqlglot dialect ``dialect``: on DuckDB, the one join that reads it.
+
+    The join reads it for every view that takes the latest row; a created-time filter needs
+    every row (a later-created row may not be visible yet), and window aggregations need every
+    event, so those views have none (docs/decisions/0032-event-time-winners.md).
+    """
+    return dialect == "duckdb" and not view.aggregations and not view.filter_by_created_timestamp
 
 
 def feature_dtypes(view: FeatureView) -> dict[str, str]:
@@ -68,6 +82,8 @@ def point_in_time_call(
     timestamp_column: str,
     spine_columns: list[str] | None = None,
     order_column: str | None = None,
+    *,
+    dialect: str,
 ) -> str:
     """The Jinja expression (without braces) that renders the point-in-time join.
 
@@ -75,7 +91,7 @@ def point_in_time_call(
     """
     args: dict[str, Any] = {
         "spine": JinjaCode(spine),
-        "views": macro_views_argument(repo, plan),
+        "views": macro_views_argument(repo, plan, dialect),
         "timestamp_column": timestamp_column,
     }
     if spine_columns is not None:
@@ -94,13 +110,15 @@ PIECE_TIMESTAMP = "__fh_spine_time"
 PIECE_ROW = "__fh_row"
 
 
-def piece_call(repo: FeatureRepo, view: FeatureView) -> str:
+def piece_call(repo: FeatureRepo, view: FeatureView, dialect: str) -> str:
     """The macro call of ``view``'s piece (see PIECE_SPINE)."""
     from featurehouse.plan.jinja import jinja_string
     from featurehouse.spec.repo import ViewSelection
 
     plan = JoinPlan((ViewSelection(view, tuple(feature_dtypes(view))),), full_feature_names=False)
-    return point_in_time_call(repo, plan, jinja_string(PIECE_SPINE), PIECE_TIMESTAMP, [PIECE_ROW], PIECE_ROW)
+    return point_in_time_call(
+        repo, plan, jinja_string(PIECE_SPINE), PIECE_TIMESTAMP, [PIECE_ROW], PIECE_ROW, dialect=dialect
+    )
 
 
 def _macro_aggregations(view: FeatureView, outputs: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -399,6 +399,13 @@ class RetrievalJob:
                     f"'{missing[0]}': the specs changed after the last 'dbt build'; run "
                     "'featurehouse compile' and 'dbt build'"
                 )
+            winners = f"{model}__winners"
+            if winners in str(error):
+                # models compiled before the hook existed (or edited): decision 0032
+                return WarehouseError(
+                    f"feature view '{view.name}' has no table {winners} beside {relation} (its model's "
+                    "post-hook writes it); run 'featurehouse compile' and 'dbt build'"
+                )
         return error
 
     def _calls(self, timestamp: str, columns: list[str], order_column: str | None) -> list[str]:
@@ -407,10 +414,11 @@ class RetrievalJob:
         from featurehouse.plan.jinja import jinja_string
         from featurehouse.plan.joins import PIECE_SPINE, piece_call, point_in_time_call
 
+        dialect = self.store.target.dialect
         whole = point_in_time_call(
-            self.store.repo, self.plan, jinja_string(PIECE_SPINE), timestamp, columns, order_column
+            self.store.repo, self.plan, jinja_string(PIECE_SPINE), timestamp, columns, order_column, dialect=dialect
         )
-        return [whole, *(piece_call(self.store.repo, selection.view) for selection in self.plan.selections)]
+        return [whole, *(piece_call(self.store.repo, selection.view, dialect) for selection in self.plan.selections)]
 
     def _finish(self, sql: str, spine: str, columns: list[str], order_column: str | None) -> str:
         """The rendered join over ``spine``, with request-time features computed around it."""

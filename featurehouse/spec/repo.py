@@ -232,6 +232,12 @@ def expand_url_env(url: str, where: str, file: str | None = None, line: int | No
     return "".join(out)
 
 
+# the suffix of the table each feature view model's DuckDB hook writes beside it
+# (macros/event_time_winners.sql; docs/decisions/0032-event-time-winners.md)
+WINNERS_SUFFIX = "__winners"
+INTERNAL_PREFIX = "__fh_"
+
+
 def _check_url(store: Any, line: int | None) -> None:
     """A Postgres or Redis URL that cannot work is one sentence at load time (the URL redacted)."""
     from urllib.parse import urlsplit
@@ -469,6 +475,14 @@ def _register(repo: FeatureRepo, kind: str, item: Any, origin: Origin) -> None:
             origin.file,
             origin.line,
         )
+    if kind == "feature_views" and item.name.lower().endswith(WINNERS_SUFFIX):
+        raise SpecError(
+            f"feature view '{item.name}' ends in '{item.name[-len(WINNERS_SUFFIX) :]}', which is reserved: on DuckDB "
+            f"fv_<view>{WINNERS_SUFFIX} is the table of a view's point-in-time winners, so fv_{item.name} would "
+            f"also name that of view '{item.name[: -len(WINNERS_SUFFIX)]}'; choose another name",
+            origin.file,
+            origin.line,
+        )
     # views, request views and services share one namespace: all can be named in `features:`
     namespace = ("feature_views", "feature_services", "request_views")
     twin = next((k for k in namespace if kind in namespace and k != kind and item.name in getattr(repo, k)), None)
@@ -611,6 +625,12 @@ def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:
             message = (
                 f"{label} '{name}' has a name featurehouse reserves for its own columns "
                 f"({', '.join(sorted(RESERVED_COLUMNS))}); rename the {label}"
+            )
+        elif folded.startswith(INTERNAL_PREFIX):
+            # the macros' own columns (__fh_row, __fh_key, __fh_e ...) sit beside the features
+            message = (
+                f"{label} '{name}' starts with '{INTERNAL_PREFIX}', which featurehouse reserves for its own "
+                f"columns; rename the {label}"
             )
         elif folded in first:
             other, line = first[folded]

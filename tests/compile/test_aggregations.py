@@ -12,7 +12,7 @@ import datetime as dt
 import math
 import statistics
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support.reference import View, winner
-from support.repos import drop_postgres_schema, run_dbt, write_repo
+from support.repos import drop_postgres_schema, run_dbt, winners_hooks, write_repo
 
 BASE = dt.datetime(2024, 3, 31, 0, 0)
 US = dt.timedelta(microseconds=1)
@@ -149,6 +149,7 @@ class Built:
     root: Path
     postgres_url: str | None
     schema: str
+    hooks: list[str] = field(default_factory=list)  # the fv_ models' post-hooks (winners tables)
 
     def table(self, name: str) -> str:
         return f'"{self.schema}"."{name}"'
@@ -192,6 +193,7 @@ class Built:
             "fv_card_extremes": one_column,
             "fv_card_profile": [(p["card_id"], p["event_timestamp"], None, p["credit_limit"]) for p in profiles],
         })
+        self.execute(*self.hooks)  # what rebuilding the fv_ models would run after them
 
     def store(self):
         from featurehouse.sdk.store import FeatureStore
@@ -230,6 +232,7 @@ def _build(engine: str, root: Path, postgres_url: str | None, schema: str) -> Bu
     dialect = "duckdb" if engine == "duckdb" else "postgres"
     compiler.write(root / repo.config.models_dir, compiler.compile_repo(repo, dialect))
     built.dbt("build")
+    built.hooks = winners_hooks(root, "dev" if engine == "duckdb" else "pg")
     return built
 
 

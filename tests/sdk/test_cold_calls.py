@@ -100,10 +100,10 @@ def test_pieces_are_what_dbt_renders_from_the_current_macros(tmp_path):
     assert CliRunner().invoke(main, ["--repo", str(root), "compile"]).exit_code == 0
     store = FeatureStore(root)
     view = store.repo.feature_views["stats"]
-    piece = cached(root, store.target, piece_call(store.repo, view))
+    piece = cached(root, store.target, piece_call(store.repo, view, store.target.dialect))
     assert piece is not None
     dbt = subprocess.run(
-        [sys.executable, "-m", "dbt.cli.main", "compile", "--inline", "{{ " + piece_call(store.repo, view) + " }}",
+        [sys.executable, "-m", "dbt.cli.main", "compile", "--inline", "{{ " + piece_call(store.repo, view, store.target.dialect) + " }}",
          "--project-dir", str(root), "--profiles-dir", str(store.target.profiles_dir), "--quiet"],
         capture_output=True, text=True, timeout=300, check=False, cwd=root,
     )
@@ -114,10 +114,10 @@ def test_pieces_are_what_dbt_renders_from_the_current_macros(tmp_path):
     macros = root / "macros"
     macros.mkdir(exist_ok=True)
     (macros / "local_override.sql").write_text("{% macro local_note() %}-- a local macro{% endmacro %}\n")
-    assert cached(root, store.target, piece_call(store.repo, view)) is None
+    assert cached(root, store.target, piece_call(store.repo, view, store.target.dialect)) is None
     cold = _cold_call(root, now.isoformat(), ["stats:trips"])
     assert "dbt" in cold["dbt"]  # rendered again by dbt, from the macros as they are now
-    assert cached(root, store.target, piece_call(store.repo, view)) is not None
+    assert cached(root, store.target, piece_call(store.repo, view, store.target.dialect)) is not None
 
 
 def test_compile_without_a_warehouse_profile_still_compiles(tmp_path):

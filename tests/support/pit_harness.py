@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from support.reference import CREATED, EVENT, View
-from support.repos import drop_postgres_schema, run_dbt, write_repo
+from support.repos import drop_postgres_schema, run_dbt, winners_hooks, write_repo
 
 # name -> (join keys, [(feature, dtype)], ttl seconds, filter_by_created_timestamp)
 VIEWS: dict[str, tuple[tuple[str, ...], list[tuple[str, str]], int, bool]] = {
@@ -95,6 +95,9 @@ class Harness:
     postgres_url: str | None = None
     schema: str = "main"
     rendered: set = field(default_factory=set)  # requests whose whole call and pieces dbt has rendered
+    # what the fv_ models' post-hooks run after a build (DuckDB: each view's winners table,
+    # macros/event_time_winners.sql), rendered by dbt from the same macro; load() runs it again
+    post_build: list = field(default_factory=list)
 
     # ---- warehouse access -------------------------------------------------------------
     def _duckdb(self):
@@ -178,6 +181,7 @@ class Harness:
             columns = [(k, "int64") for k in keys] + [(EVENT, "timestamp"), (CREATED, "timestamp")] + features
             tables[f"fv_{name}"] = (columns, rows.get(name, []))
         self.replace_rows(tables, shuffle)
+        self.execute(*self.post_build)
 
     def load_spine(self, spine: list[dict]) -> None:
         """Fill the ``spine`` table the training-set models read (naive UTC times)."""
@@ -255,7 +259,9 @@ def build(engine: str, root: Path, postgres_url: str | None = None, schema: str 
     repo = load_repo(root)
     compiler.write(root / repo.config.models_dir, compiler.compile_repo(repo, "duckdb" if engine == "duckdb" else "postgres"))
     run_dbt(root, "build", target="dev" if engine == "duckdb" else "pg")
+    harness.post_build = winners_hooks(root, "dev" if engine == "duckdb" else "pg")
     return harness
+
 
 
 def _shuffled(rows: list[dict], seed: int | None) -> list[dict]:

@@ -118,3 +118,25 @@ def run_dbt(root: Path, *args: str, target: str | None = None) -> None:
             getattr(r, "message", r) for r in (getattr(result.result, "results", None) or []) if getattr(r, "status", "") in ("error", "fail")
         ]
         raise AssertionError(f"dbt {' '.join(args)} failed in {root}: {detail}")
+
+
+def winners_hooks(root: Path, target: str) -> list[str]:
+    """The SQL of the fv_ models' winners hooks (macros/event_time_winners.sql), rendered by dbt
+    from the hook's own macro with ``ref('fv_x')`` for ``this``: what a rebuild of the fv_ models
+    would run after a test replaced their rows directly. Empty where the hook writes nothing."""
+    from featurehouse.dbt import rendering
+    from featurehouse.dbt.profile import load_target
+    from featurehouse.plan.jinja import jinja_call
+    from featurehouse.plan.joins import feature_view_model, has_event_time_winners
+    from featurehouse.spec.repo import load_repo
+
+    repo = load_repo(root)
+    dbt_target = load_target(root, target, root)
+    calls = [
+        jinja_call("featurehouse.event_time_winners", jinja_call("ref", feature_view_model(view.name)),
+                   repo.join_keys(view), [f.name for f in view.features])
+        for view in repo.feature_views.values()
+        if has_event_time_winners(view, dbt_target.dialect)
+    ]
+    rendered = rendering.render_many(root, dbt_target, calls)
+    return [sql for sql in rendered if sql.strip()]

@@ -6,7 +6,7 @@
     spine=ref('ranking_labels'),
     views=[
         {'name': 'user_activity', 'relation': ref('fv_user_activity'), 'join_keys': ['user_id'], 'features': [{'name': 'clicks', 'dtype': 'int64'}, {'name': 'embedding', 'dtype': 'array<float32>'}], 'all_features': [{'name': 'clicks', 'dtype': 'int64'}, {'name': 'clicks_per_day', 'dtype': 'float64'}, {'name': 'is_active', 'dtype': 'bool'}, {'name': 'embedding', 'dtype': 'array<float32>'}, {'name': 'avatar', 'dtype': 'bytes'}, {'name': 'last_login', 'dtype': 'timestamp'}, {'name': 'country', 'dtype': 'string'}], 'ttl_seconds': 43200, 'filter_by_created': true, 'prefix': 'user_activity__'},
-        {'name': 'item_popularity', 'relation': ref('fv_item_popularity'), 'join_keys': ['item_id', 'user_id'], 'features': [{'name': 'views', 'dtype': 'int32'}, {'name': 'score', 'dtype': 'float32'}], 'all_features': [{'name': 'views', 'dtype': 'int32'}, {'name': 'score', 'dtype': 'float32'}], 'ttl_seconds': 0, 'filter_by_created': false, 'prefix': 'item_popularity__'}
+        {'name': 'item_popularity', 'relation': ref('fv_item_popularity'), 'join_keys': ['item_id', 'user_id'], 'features': [{'name': 'views', 'dtype': 'int32'}, {'name': 'score', 'dtype': 'float32'}], 'all_features': [{'name': 'views', 'dtype': 'int32'}, {'name': 'score', 'dtype': 'float32'}], 'ttl_seconds': 0, 'filter_by_created': false, 'prefix': 'item_popularity__', 'event_time_winners': true}
     ],
     timestamp_column='event_timestamp'
 ) }}
