@@ -30,7 +30,8 @@
 
 {#- max() over the same struct key the ASOF join compares (featurehouse._duckdb_pit_key):
     one definition of the tie-break for both, so they cannot drift apart. Ordered by key and
-    time: the join's sort of a sorted table is ~35% cheaper (decision 0032).
+    time: the join over a sorted table ran in 0.43 s against 0.59 s unsorted, for 0.1-0.4 s
+    more here (10M rows; decision 0032).
     https://duckdb.org/docs/stable/sql/data_types/struct#comparison-and-ordering -#}
 {% macro duckdb__event_time_winners(relation, join_keys, features) -%}
 {%- set keys = featurehouse._quoted_list(join_keys) -%}

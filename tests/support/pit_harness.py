@@ -263,7 +263,6 @@ def build(engine: str, root: Path, postgres_url: str | None = None, schema: str 
     return harness
 
 
-
 def _shuffled(rows: list[dict], seed: int | None) -> list[dict]:
     rows = list(rows)
     if seed is not None:
