@@ -50,7 +50,8 @@ order by {{ keys }}, event_timestamp
 {%- endmacro %}
 
 
-{#- The relation event_time_winners writes for `relation`: the same schema, `<name>__winners`. -#}
+{#- The relation event_time_winners writes for `relation`: the same schema, `<name>__winners`
+    (the suffix is featurehouse.spec.repo.WINNERS_SUFFIX on the Python side). -#}
 {% macro _event_time_winners_relation(relation) -%}
   {{ return(relation.incorporate(path={'identifier': relation.identifier ~ '__winners'})) }}
 {%- endmacro %}

@@ -25,6 +25,7 @@ from featurehouse.errors import CompileError, SpecError, did_you_mean, excerpt
 from featurehouse.plan.jinja import JinjaCode, jinja_call, jinja_literal
 from featurehouse.plan.joins import (  # noqa: F401  (re-exported: the compiler's public names)
     FEATURE_VIEW_PREFIX,
+    event_time_winners_call,
     feature_dtypes,
     feature_view_model,
     has_event_time_winners,
@@ -291,8 +292,7 @@ def _feature_view_config(repo: FeatureRepo, view: FeatureView, dialect: str) -> 
     until autovacuum gets to it."""
     if has_event_time_winners(view, dialect):
         # the winner of each (keys, event time), written in the model's own step (decision 0032)
-        features = [f.name for f in view.features]
-        call = jinja_call("featurehouse.event_time_winners", JinjaCode("this"), repo.join_keys(view), features)
+        call = event_time_winners_call(repo, view, JinjaCode("this"))
         # keys and features are spec identifiers ([A-Za-z_][A-Za-z0-9_]*): nothing in them can end
         # the string or open Jinja, so the hook reads as written, like Postgres' ANALYZE hook
         return "{{ config(materialized='table', post_hook=\"{{ " + call + ' }}") }}\n\n'

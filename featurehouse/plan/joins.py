@@ -11,7 +11,7 @@ from typing import Any
 from featurehouse.plan.jinja import JinjaCode, jinja_call, jinja_literal, macro_call
 from featurehouse.spec.model import FeatureView
 from featurehouse.spec.outputs import JoinPlan
-from featurehouse.spec.repo import FeatureRepo
+from featurehouse.spec.repo import WINNERS_SUFFIX, FeatureRepo
 
 FEATURE_VIEW_PREFIX = "fv_"
 ONLINE_PREFIX = "online_"
@@ -25,6 +25,17 @@ def feature_view_model(view_name: str) -> str:
 def online_model(view_name: str) -> str:
     """The dbt model holding the latest snapshot of ``view_name`` (what sync copies)."""
     return f"{ONLINE_PREFIX}{view_name}"
+
+
+def winners_model(view_name: str) -> str:
+    """The table the DuckDB hook of ``view_name``'s model writes beside it (macros/event_time_winners.sql)."""
+    return feature_view_model(view_name) + WINNERS_SUFFIX
+
+
+def event_time_winners_call(repo: FeatureRepo, view: FeatureView, relation: JinjaCode) -> JinjaCode:
+    """The hook's macro call for ``view`` over ``relation`` (``this`` in the model's config)."""
+    features = [f.name for f in view.features]
+    return jinja_call("featurehouse.event_time_winners", relation, repo.join_keys(view), features)
 
 
 def macro_views_argument(repo: FeatureRepo, plan: JoinPlan, dialect: str) -> JinjaCode:

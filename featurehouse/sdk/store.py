@@ -370,7 +370,7 @@ class RetrievalJob:
         from sqlglot import exp
 
         from featurehouse.errors import WarehouseError
-        from featurehouse.plan.joins import feature_view_model
+        from featurehouse.plan.joins import feature_view_model, winners_model
 
         for selection in self.plan.selections:
             view = selection.view
@@ -399,7 +399,7 @@ class RetrievalJob:
                     f"'{missing[0]}': the specs changed after the last 'dbt build'; run "
                     "'featurehouse compile' and 'dbt build'"
                 )
-            winners = f"{model}__winners"
+            winners = winners_model(view.name)
             if winners in str(error):
                 # models compiled before the hook existed (or edited): decision 0032
                 return WarehouseError(

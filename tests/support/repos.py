@@ -127,14 +127,13 @@ def winners_hooks(root: Path, target: str) -> list[str]:
     from featurehouse.dbt import rendering
     from featurehouse.dbt.profile import load_target
     from featurehouse.plan.jinja import jinja_call
-    from featurehouse.plan.joins import feature_view_model, has_event_time_winners
+    from featurehouse.plan.joins import event_time_winners_call, feature_view_model, has_event_time_winners
     from featurehouse.spec.repo import load_repo
 
     repo = load_repo(root)
     dbt_target = load_target(root, target, root)
     calls = [
-        jinja_call("featurehouse.event_time_winners", jinja_call("ref", feature_view_model(view.name)),
-                   repo.join_keys(view), [f.name for f in view.features])
+        event_time_winners_call(repo, view, jinja_call("ref", feature_view_model(view.name)))
         for view in repo.feature_views.values()
         if has_event_time_winners(view, dbt_target.dialect)
     ]
