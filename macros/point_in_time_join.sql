@@ -38,25 +38,20 @@
     whose size grows with spine rows × history. Runs on any warehouse with window functions,
     and needs no IGNORE NULLS (Postgres 15 has none). -#}
 {% macro default__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column) -%}
+{{ return(featurehouse._pit_sorted_join(spine, views, timestamp_column, spine_columns, order_column, {})) }}
+{%- endmacro %}
+
+
+{#- The sort-based join, where `probes` (view number -> a subquery) may replace a view's
+    CTEs by a LEFT JOIN LATERAL on that subquery: the Postgres index probe
+    (macros/postgres_point_in_time.sql); the default passes none. -#}
+{% macro _pit_sorted_join(spine, views, timestamp_column, spine_columns, order_column, probes) -%}
 {%- set row = order_column or '__fh_row' -%}
 {%- set columns = spine_columns if spine_columns is not none else featurehouse._relation_columns(spine) -%}
-with __fh_spine as (
-    select
-        *,
-        {{ featurehouse.utc_timestamp(adapter.quote(timestamp_column)) }} as __fh_ts
-        {%- if not order_column %},
-        row_number() over () as __fh_row
-        {%- endif %}
-    from {{ spine }}
-)
+{{ featurehouse._pit_spine_cte(spine, timestamp_column, order_column) }}
 {%- for view in views %}
-{%- set i = loop.index %}
-{%- if view.get('aggregations') %}
-{{ featurehouse._pit_aggregation_cte(view, i, row) }}
-{%- elif view.filter_by_created %}
-{{ featurehouse._pit_created_filter_ctes(view, i, row) }}
-{%- else %}
-{{ featurehouse._pit_fill_forward_ctes(view, i, row) }}
+{%- if loop.index not in probes %}
+{{ featurehouse._pit_view_ctes(view, loop.index, row) }}
 {%- endif %}
 {%- endfor %}
 select
@@ -71,9 +66,44 @@ select
     {%- endfor %}
 from __fh_spine as s
 {%- for view in views %}
-left join __fh_r{{ loop.index }} as r{{ loop.index }} on r{{ loop.index }}.__fh_row = s.{{ row }}
+{%- set i = loop.index %}
+{%- if i in probes %}
+left join lateral (
+{{ probes[i] }}
+) as r{{ i }} on true
+{%- else %}
+left join __fh_r{{ i }} as r{{ i }} on r{{ i }}.__fh_row = s.{{ row }}
+{%- endif %}
 {%- endfor %}
 order by s.{{ row }}
+{%- endmacro %}
+
+
+{#- The spine with its UTC time (__fh_ts) and, without an order column, its scan order
+    numbered (__fh_row): the first CTE of every join, named __fh_spine. -#}
+{% macro _pit_spine_cte(spine, timestamp_column, order_column) -%}
+with __fh_spine as (
+    select
+        *,
+        {{ featurehouse.utc_timestamp(adapter.quote(timestamp_column)) }} as __fh_ts
+        {%- if not order_column %},
+        row_number() over () as __fh_row
+        {%- endif %}
+    from {{ spine }}
+)
+{%- endmacro %}
+
+
+{#- A view's CTEs in the sort-based join, ending in __fh_r<i> (__fh_row + its features):
+    window aggregations, the created-time filter's pass, or the fill-forward. -#}
+{% macro _pit_view_ctes(view, i, row) -%}
+{%- if view.get('aggregations') %}
+{{- featurehouse._pit_aggregation_cte(view, i, row) }}
+{%- elif view.filter_by_created %}
+{{- featurehouse._pit_created_filter_ctes(view, i, row) }}
+{%- else %}
+{{- featurehouse._pit_fill_forward_ctes(view, i, row) }}
+{%- endif %}
 {%- endmacro %}
 
 
@@ -201,15 +231,7 @@ order by s.{{ row }}
   {#- the created-time filter needs the visibility-ordered pass of the default -#}
   {{ return(featurehouse.default__point_in_time_join(spine, views, timestamp_column, spine_columns or featurehouse._relation_columns(spine), order_column)) }}
 {%- endif -%}
-with __fh_spine as (
-    select
-        *,
-        {{ featurehouse.utc_timestamp(adapter.quote(timestamp_column)) }} as __fh_ts
-        {%- if not order_column %},
-        row_number() over () as __fh_row
-        {%- endif %}
-    from {{ spine }}
-)
+{{ featurehouse._pit_spine_cte(spine, timestamp_column, order_column) }}
 {%- set plain = [] -%}
 {%- for view in views if not view.get('aggregations') and not view.get('event_time_winners') %}{% do plain.append(view) %}{% endfor %}
 {#- the struct probe key; views read through their winners, and aggregation views, do not need it -#}

@@ -72,17 +72,9 @@
 {%- set keys = featurehouse._quoted_list(view.join_keys) -%}
 {%- set vector = view.vector -%}
 {%- set dims = vector.dimensions | int -%}
-{%- set tie_break = view.get('all_features') or view.features -%}
+{%- set tie_break = featurehouse._pit_tie_break(view) -%}
 {%- set requested = view.features | map(attribute='name') | list -%}
-with __fh_spine as (
-    select
-        *,
-        {{ featurehouse.utc_timestamp(adapter.quote(timestamp_column)) }} as __fh_ts
-        {%- if not order_column %},
-        row_number() over () as __fh_row
-        {%- endif %}
-    from {{ spine }}
-)
+{{ featurehouse._pit_spine_cte(spine, timestamp_column, order_column) }}
 {#- each (keys, event, created) once: the full-tie winner, greatest feature tuple, NULL greatest -#}
 , __fh_d as (
     select * from (

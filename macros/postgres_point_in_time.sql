@@ -24,55 +24,13 @@
   The dbt var `featurehouse_pg_plan` (auto | lateral | sort) forces a plan for every view.
 -#}
 {% macro postgres_point_in_time_join(spine, views, timestamp_column, spine_columns, order_column) -%}
-{%- set plans = [] -%}
-{%- for view in views %}{% do plans.append(featurehouse._pg_pit_plan(view, spine)) %}{% endfor -%}
-{%- if 'lateral' not in plans -%}
-  {{ return(featurehouse.default__point_in_time_join(spine, views, timestamp_column, spine_columns, order_column)) }}
-{%- endif -%}
-{%- set row = order_column or '__fh_row' -%}
-{%- set columns = spine_columns if spine_columns is not none else featurehouse._relation_columns(spine) -%}
-with __fh_spine as (
-    select
-        *,
-        {{ featurehouse.utc_timestamp(adapter.quote(timestamp_column)) }} as __fh_ts
-        {%- if not order_column %},
-        row_number() over () as __fh_row
-        {%- endif %}
-    from {{ spine }}
-)
-{%- for view in views %}
-{%- set i = loop.index %}
-{%- if plans[loop.index0] == 'lateral' %}
-{%- elif view.get('aggregations') %}
-{{ featurehouse._pit_aggregation_cte(view, i, row) }}
-{%- elif view.filter_by_created %}
-{{ featurehouse._pit_created_filter_ctes(view, i, row) }}
-{%- else %}
-{{ featurehouse._pit_fill_forward_ctes(view, i, row) }}
-{%- endif %}
-{%- endfor %}
-select
-    {%- for column in columns %}
-    s.{{ adapter.quote(column) }},
-    {%- endfor %}
-    {%- for view in views %}
-    {%- set outer_loop = loop %}
-    {%- for feature in view.features %}
-    r{{ outer_loop.index }}.{{ adapter.quote(feature.name) }} as {{ adapter.quote(view.prefix ~ feature.name) }}{{ "," if not (outer_loop.last and loop.last) }}
-    {%- endfor %}
-    {%- endfor %}
-from __fh_spine as s
-{%- for view in views %}
-{%- set i = loop.index %}
-{%- if plans[loop.index0] == 'lateral' %}
-left join lateral (
-{{ featurehouse._pg_pit_probe(view) }}
-) as r{{ i }} on true
-{%- else %}
-left join __fh_r{{ i }} as r{{ i }} on r{{ i }}.__fh_row = s.{{ row }}
-{%- endif %}
-{%- endfor %}
-order by s.{{ row }}
+{%- set probes = {} -%}
+{%- for view in views -%}
+  {%- if featurehouse._pg_pit_plan(view, spine) == 'lateral' -%}
+    {%- do probes.update({loop.index: featurehouse._pg_pit_probe(view)}) -%}
+  {%- endif -%}
+{%- endfor -%}
+{{ return(featurehouse._pit_sorted_join(spine, views, timestamp_column, spine_columns, order_column, probes)) }}
 {%- endmacro %}
 
 

@@ -21,21 +21,11 @@
 {%- set columns = spine_columns if spine_columns is not none else featurehouse._relation_columns(spine) -%}
 {%- set native = [] -%}
 {%- for view in views %}{% do native.append(not view.get('aggregations') and not view.filter_by_created) %}{% endfor -%}
-with __fh_spine as (
-    select
-        *,
-        {{ featurehouse.utc_timestamp(adapter.quote(timestamp_column)) }} as __fh_ts
-        {%- if not order_column %},
-        row_number() over () as __fh_row
-        {%- endif %}
-    from {{ spine }}
-)
+{{ featurehouse._pit_spine_cte(spine, timestamp_column, order_column) }}
 {%- for view in views %}
 {%- set i = loop.index %}
-{%- if view.get('aggregations') %}
-{{ featurehouse._pit_aggregation_cte(view, i, row) }}
-{%- elif view.filter_by_created %}
-{{ featurehouse._pit_created_filter_ctes(view, i, row) }}
+{%- if not native[loop.index0] %}
+{{ featurehouse._pit_view_ctes(view, i, row) }}
 {%- else %}
 {%- set keys = featurehouse._quoted_list(view.join_keys) %}
 , __fh_f{{ i }} as (
