@@ -15,6 +15,7 @@ import textwrap
 
 from click.testing import CliRunner
 from support.online import build_repo, utc_hour
+from support.repos import reset_dbt_duckdb
 
 from featurehouse.cli.app import main
 
@@ -131,3 +132,30 @@ def test_compile_without_a_warehouse_profile_still_compiles(tmp_path):
     notes = [line for line in result.output.splitlines() if line.startswith("Note:")]
     assert len(notes) == 1 and "the first call will start dbt" in notes[0], result.output
     assert "Traceback" not in result.output
+
+
+def test_compile_no_render_leaves_rendering_to_the_first_call(tmp_path):
+    """``compile --no-render`` writes the models and nothing for the SDK: the first call starts dbt,
+    and its rows are the same as after a rendering compile."""
+    from featurehouse.dbt.rendering import cached
+    from featurehouse.plan.joins import piece_call
+    from featurehouse.sdk.store import FeatureStore
+
+    now = utc_hour()
+    root = build_repo(tmp_path, DRIVERS, "  type: sqlite\n  path: data/online.db\n", now=now)
+    (root / "models" / "featurehouse").mkdir(parents=True, exist_ok=True)
+    for model in (root / "models" / "featurehouse").glob("*.sql"):
+        model.unlink()  # the models the repo was built with: compile must write them again
+    result = CliRunner().invoke(main, ["--repo", str(root), "compile", "--no-render"])
+    assert result.exit_code == 0, result.output
+    assert "Rendered" not in result.output and "Note:" not in result.output, result.output
+    assert sorted(p.name for p in (root / "models" / "featurehouse").glob("fv_*.sql")) == ["fv_pairs.sql", "fv_stats.sql"]
+    store = FeatureStore(root)
+    for name in ("stats", "pairs"):
+        assert cached(root, store.target, piece_call(store.repo, store.repo.feature_views[name], store.target.dialect)) is None
+    features = ["stats:trips", "pairs:rating"]
+    reset_dbt_duckdb()  # this process's `dbt build` holds the DuckDB file; the call runs in another
+    cold = _cold_call(root, now.isoformat(), features)
+    assert "dbt" in cold["dbt"]  # nothing was rendered ahead: this call started dbt
+    assert cold["rows"] == _whole(root, now.isoformat(), features)
+    assert any(row["stats__trips"] is not None for row in cold["rows"])
