@@ -149,10 +149,11 @@ def test_compile_no_render_leaves_rendering_to_the_first_call(tmp_path):
     result = CliRunner().invoke(main, ["--repo", str(root), "compile", "--no-render"])
     assert result.exit_code == 0, result.output
     assert "Rendered" not in result.output and "Note:" not in result.output, result.output
-    assert sorted(p.name for p in (root / "models" / "featurehouse").glob("fv_*.sql")) == ["fv_pairs.sql", "fv_stats.sql"]
+    written = sorted(p.name for p in (root / "models" / "featurehouse").glob("fv_*.sql"))
+    assert written == ["fv_pairs.sql", "fv_stats.sql"]
     store = FeatureStore(root)
-    for name in ("stats", "pairs"):
-        assert cached(root, store.target, piece_call(store.repo, store.repo.feature_views[name], store.target.dialect)) is None
+    for view in store.repo.feature_views.values():
+        assert cached(root, store.target, piece_call(store.repo, view, store.target.dialect)) is None
     features = ["stats:trips", "pairs:rating"]
     reset_dbt_duckdb()  # this process's `dbt build` holds the DuckDB file; the call runs in another
     cold = _cold_call(root, now.isoformat(), features)
