@@ -52,8 +52,8 @@
     by side. The sums come from DuckDB's segment trees over the values in the frame, never from
     a difference of running totals, so they stay as exact as a plain sum.
     Measured against the previous plan (positions from a rank of events and probes, then ROWS
-    frames of one function per output, one pass per output over all rows): 6.5 s instead of
-    10 s for 9 outputs over 10M events and 1M spine rows (decision 33).
+    frames of one function per output): 5.3-5.8 s instead of 8.3-8.8 s for 9 outputs over 10M
+    events and 1M spine rows (docs/decisions/0033-window-aggregations-per-row-frames.md).
     https://duckdb.org/docs/stable/sql/functions/window_functions#framing -#}
 {% macro duckdb__window_aggregation(spine, events, join_keys, aggregations, time_column, row_column) -%}
 {%- set keys = featurehouse._quoted_list(join_keys) -%}
