@@ -506,6 +506,8 @@ def _check_references(repo: FeatureRepo) -> None:
     from featurehouse.spec.request_views import regular_selections
 
     check_push_sources(repo)  # first: the checks below read a view's source as a batch source
+    for entity in repo.entities.values():
+        _check_join_key_names(repo, entity)
     for view in repo.feature_views.values():
         for i, entity in enumerate(view.entities):
             if entity not in repo.entities:
@@ -543,6 +545,22 @@ def _check_references(repo: FeatureRepo) -> None:
         except RequestError as error:
             fail("training_sets", training_set.name, ("features",), str(error))
         _check_training_set_columns(repo, training_set, selections)
+
+
+def _check_join_key_names(repo: FeatureRepo, entity: Entity) -> None:
+    """A join key is a column beside the timestamps and the macros' own columns in every model
+    and query: one named like them would be read as them, or make the SQL ambiguous."""
+    reserved = {column.lower() for column in RESERVED_COLUMNS}
+    for i, key in enumerate(entity.join_keys):
+        folded = key.lower()
+        if folded in reserved:
+            names = ", ".join(sorted(RESERVED_COLUMNS))
+            message = f"join key '{key}' has a name featurehouse reserves for its own columns ({names})"
+        elif folded.startswith(INTERNAL_PREFIX):
+            message = f"join key '{key}' starts with '{INTERNAL_PREFIX}', which featurehouse reserves for its columns"
+        else:
+            continue
+        raise repo.spec_error("entities", entity.name, ("join_keys", i), f"{message}; rename the join key")
 
 
 def _check_key_types(repo: FeatureRepo, view: FeatureView) -> None:

@@ -173,6 +173,16 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
      {"drivers.yml": edit("{name: trips, dtype: int64}", "{name: Driver_ID, dtype: int64}")}, CONFIG,
      f"{VIEW}: feature 'Driver_ID' has the name of the join key 'driver_id' of entity 'driver'; rename the feature"
      .replace(f"{F}:10", f"{F}:16")),
+    ("join key with featurehouse's prefix",
+     {"drivers.yml": edit("join_keys: [driver_id]", "join_keys: [__FH_row]").replace("columns: [driver_id,", "columns: [__FH_row,")},
+     CONFIG, f"{F}:3: entity 'driver': join key '__FH_row' starts with '__fh_', which featurehouse reserves for its "
+     "columns; rename the join key"),
+    ("join key named like a reserved column",
+     {"drivers.yml": edit("join_keys: [driver_id]", "join_keys: [Event_Timestamp]")
+      .replace("columns: [driver_id,", "columns: [Event_Timestamp,")},
+     CONFIG, f"{F}:3: entity 'driver': join key 'Event_Timestamp' has a name featurehouse reserves for its own "
+     "columns (created_timestamp, event_timestamp, snapshot_as_of, snapshot_built_at, snapshot_definition); "
+     "rename the join key"),
     ("feature named like a reserved column in capitals",
      {"drivers.yml": edit("{name: trips, dtype: int64}", "{name: Snapshot_As_Of, dtype: int64}")}, CONFIG,
      f"{F}:16: feature view 'driver_hourly_stats': feature 'Snapshot_As_Of' has a name featurehouse reserves for "
