@@ -506,8 +506,8 @@ def _check_references(repo: FeatureRepo) -> None:
     from featurehouse.spec.request_views import regular_selections
 
     check_push_sources(repo)  # first: the checks below read a view's source as a batch source
-    for entity in repo.entities.values():
-        _check_join_key_names(repo, entity)
+    for declared in repo.entities.values():
+        _check_join_key_names(repo, declared)
     for view in repo.feature_views.values():
         for i, entity in enumerate(view.entities):
             if entity not in repo.entities:
