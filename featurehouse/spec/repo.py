@@ -236,6 +236,7 @@ def expand_url_env(url: str, where: str, file: str | None = None, line: int | No
 # (macros/event_time_winners.sql; docs/decisions/0032-event-time-winners.md)
 WINNERS_SUFFIX = "__winners"
 INTERNAL_PREFIX = "__fh_"
+_RESERVED_FOLDED = frozenset(column.lower() for column in RESERVED_COLUMNS)  # compared ignoring case
 
 
 def _check_url(store: Any, line: int | None) -> None:
@@ -550,17 +551,27 @@ def _check_references(repo: FeatureRepo) -> None:
 def _check_join_key_names(repo: FeatureRepo, entity: Entity) -> None:
     """A join key is a column beside the timestamps and the macros' own columns in every model
     and query: one named like them would be read as them, or make the SQL ambiguous."""
-    reserved = {column.lower() for column in RESERVED_COLUMNS}
     for i, key in enumerate(entity.join_keys):
-        folded = key.lower()
-        if folded in reserved:
-            names = ", ".join(sorted(RESERVED_COLUMNS))
-            message = f"join key '{key}' has a name featurehouse reserves for its own columns ({names})"
-        elif folded.startswith(INTERNAL_PREFIX):
-            message = f"join key '{key}' starts with '{INTERNAL_PREFIX}', which featurehouse reserves for its columns"
-        else:
-            continue
-        raise repo.spec_error("entities", entity.name, ("join_keys", i), f"{message}; rename the join key")
+        message = _reserved_name_message("join key", key)
+        if message is not None:
+            raise repo.spec_error("entities", entity.name, ("join_keys", i), message)
+
+
+def _reserved_name_message(label: str, name: str) -> str | None:
+    """Why ``name`` (a feature, aggregation or join key) may not be used, or None: featurehouse's
+    own columns, and the prefix of the columns the macros add beside them (__fh_row, __fh_e ...)."""
+    folded = name.lower()
+    if folded in _RESERVED_FOLDED:
+        return (
+            f"{label} '{name}' has a name featurehouse reserves for its own columns "
+            f"({', '.join(sorted(RESERVED_COLUMNS))}); rename the {label}"
+        )
+    if folded.startswith(INTERNAL_PREFIX):
+        return (
+            f"{label} '{name}' starts with '{INTERNAL_PREFIX}', which featurehouse reserves for its own "
+            f"columns; rename the {label}"
+        )
+    return None
 
 
 def _check_key_types(repo: FeatureRepo, view: FeatureView) -> None:
@@ -625,7 +636,6 @@ def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:
     """Each output column of a view (join keys, timestamps, features) has its own name."""
     # compared ignoring case: DuckDB and SQLite treat "Conv_Rate" and "conv_rate" as one column
     key_owner = {key.lower(): (key, entity) for entity in view.entities for key in repo.entities[entity].join_keys}
-    reserved = {column.lower() for column in RESERVED_COLUMNS}
     named: list[tuple[tuple[str | int, ...], str, str]] = [
         (("schema", i, "name"), f.name, "feature") for i, f in enumerate(view.features)
     ]
@@ -639,17 +649,8 @@ def _check_feature_names(repo: FeatureRepo, view: FeatureView) -> None:
             message = f"{label} '{name}' has the name of the join key '{key}' of entity '{entity}'; rename the {label}"
             if key == name:
                 message = f"{label} '{name}' has the name of the join key of entity '{entity}'; rename the {label}"
-        elif folded in reserved:
-            message = (
-                f"{label} '{name}' has a name featurehouse reserves for its own columns "
-                f"({', '.join(sorted(RESERVED_COLUMNS))}); rename the {label}"
-            )
-        elif folded.startswith(INTERNAL_PREFIX):
-            # the macros' own columns (__fh_row, __fh_key, __fh_e ...) sit beside the features
-            message = (
-                f"{label} '{name}' starts with '{INTERNAL_PREFIX}', which featurehouse reserves for its own "
-                f"columns; rename the {label}"
-            )
+        elif (reserved_message := _reserved_name_message(label, name)) is not None:
+            message = reserved_message
         elif folded in first:
             other, line = first[folded]
             message = f"{label} '{name}' is declared twice (first at line {line})"

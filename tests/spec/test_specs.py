@@ -176,7 +176,7 @@ CASES: list[tuple[str, dict[str, str], str, str]] = [
     ("join key with featurehouse's prefix",
      {"drivers.yml": edit("join_keys: [driver_id]", "join_keys: [__FH_row]").replace("columns: [driver_id,", "columns: [__FH_row,")},
      CONFIG, f"{F}:3: entity 'driver': join key '__FH_row' starts with '__fh_', which featurehouse reserves for its "
-     "columns; rename the join key"),
+     "own columns; rename the join key"),
     ("join key named like a reserved column",
      {"drivers.yml": edit("join_keys: [driver_id]", "join_keys: [Event_Timestamp]")
       .replace("columns: [driver_id,", "columns: [Event_Timestamp,")},
