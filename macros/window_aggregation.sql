@@ -62,16 +62,20 @@
 {%- set numeric, values, functions = inputs['numeric'], inputs['values'], inputs['functions'] -%}
 {%- set windows = [] -%}
 {%- for agg in aggregations if agg.window_seconds not in windows %}{% do windows.append(agg.window_seconds) %}{% endfor -%}
-{#- framed: one column per distinct (function, column), named after both -#}
+{#- framed: one column per distinct (function, column), named after both; sources: each
+    aggregation's framed column -#}
 {%- set framed = {} -%}
+{%- set sources = [] -%}
 {%- for agg in aggregations -%}
-  {%- do framed.update({values[agg.column] ~ '_' ~ agg.function: functions[agg.function] ~ '(' ~ values[agg.column] ~ ')'}) -%}
+  {%- set name = values[agg.column] ~ '_' ~ agg.function -%}
+  {%- do framed.update({name: functions[agg.function] ~ '(' ~ values[agg.column] ~ ')'}) -%}
+  {%- do sources.append(name) -%}
 {%- endfor -%}
 select
     __fh_row
     {%- for agg in aggregations %},
     {%- set window = windows.index(agg.window_seconds) + 1 %}
-    cast(max({{ values[agg.column] ~ '_' ~ agg.function }}) filter (where __fh_w = {{ window }}) as {{ 'bigint' if agg.function == 'count' else 'double' }}) as {{ adapter.quote(agg.name) }}
+    cast(max({{ sources[loop.index0] }}) filter (where __fh_w = {{ window }}) as {{ 'bigint' if agg.function == 'count' else 'double' }}) as {{ adapter.quote(agg.name) }}
     {%- endfor %}
 from (
     select
